@@ -1,0 +1,1 @@
+"""Prefect flows: the retraining pipeline and its parts."""

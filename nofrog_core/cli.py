@@ -1,0 +1,183 @@
+"""The `nofrog` command.
+
+Every subcommand takes `--config FILE` and repeatable `--set section.key=value`;
+the config is validated before any work starts. Errors a user can fix are
+printed as one clear message (exit code 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import ConfigError, NofrogConfig, dump_config, load_config
+from .data import DataError
+from .models import ModelError
+
+app = typer.Typer(
+    help="nofrog: fine-tune a language model on new data without forgetting what it knew.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
+SetOption = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable).")
+USER_ERRORS = (ConfigError, DataError, ModelError, FileExistsError, FileNotFoundError, ValueError)
+
+
+@contextmanager
+def user_errors():
+    try:
+        yield
+    except USER_ERRORS as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+def _config(path: Optional[Path], overrides: list[str]) -> NofrogConfig:
+    return load_config(path, overrides)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
+    """Print the resolved config (file + overrides + defaults) as YAML."""
+    with user_errors():
+        print(dump_config(_config(config, overrides)), end="")
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Path = typer.Option(..., "--out", help="Directory to write train.jsonl, heldout.jsonl, metadata.json."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Write the built-in knowledge-acquisition task (fictitious people) as JSONL."""
+    from .demo_data import write_demo_task
+
+    with user_errors():
+        cfg = _config(config, overrides)
+        paths = write_demo_task(out, cfg.data.demo_people, cfg.data.seed)
+    console.print(f"wrote {paths['train']} and {paths['heldout']} ({cfg.data.demo_people} people)")
+
+
+@app.command()
+def train(
+    out: Path = typer.Option(..., "--out", help="Directory for model/, history.jsonl, metadata.json."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Fine-tune the base model on the configured data."""
+    from .train.stage import run_training
+
+    with user_errors():
+        result = run_training(_config(config, overrides), out)
+    console.print(f"trained {result['steps']} steps, final loss {result['final_loss']:.4f}; model in {result['model_dir']}")
+
+
+@app.command("eval")
+def evaluate(
+    out: Path = typer.Option(..., "--out", help="Results JSON file (lm-eval schema)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model directory or id (default: the configured base)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated task names (default: eval.tasks)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Results JSON of the base model: print the forgetting report."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Score a model on the evaluation tasks; with --baseline, report forgetting."""
+    from .evaluate.forgetting import forgetting_report
+    from .evaluate.stage import run_evaluation
+
+    with user_errors():
+        cfg = _config(config, overrides)
+        if baseline is not None and not baseline.is_file():
+            raise FileNotFoundError(f"--baseline {baseline} does not exist")
+        task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+        results = run_evaluation(cfg, out, model=model, tasks=task_list)
+    for task, metrics in results["results"].items():
+        shown = ", ".join(f"{k.split(',')[0]}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        console.print(f"{task}: {shown}")
+    if baseline is not None:
+        print_report(forgetting_report(json.loads(baseline.read_text()), results))
+
+
+@app.command()
+def gate(
+    run_id: str = typer.Option(..., "--run-id", help="MLflow run id of a finished pipeline run."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Re-apply the promotion gate to a finished run's forgetting and task gain."""
+    from . import tracking
+    from .registry import decide
+
+    with user_errors():
+        cfg = _config(config, overrides)
+        tracking.setup(cfg.tracking)
+        metrics = tracking.run_metrics(run_id)
+        missing = [k for k in ("forgetting", "task_gain") if k not in metrics]
+        if missing:
+            raise ValueError(f"MLflow run {run_id} has no metric(s) {missing}; was it a full pipeline run?")
+        decision = decide(metrics["forgetting"], metrics["task_gain"], cfg.gate)
+        tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
+    console.print(f"gate {decision.label}: {decision.reason}")
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
+    """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate."""
+    with user_errors():
+        _config(config, overrides)  # validate before Prefect starts
+        from flows.retrain import retrain_pipeline  # Prefect lives outside the library
+
+        summary = retrain_pipeline(str(config) if config else None, list(overrides))
+    print_report(summary["report"])
+    console.print(f"gate [bold]{summary['gate']['label']}[/]: {summary['gate']['reason']}")
+    console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
+
+
+def print_report(report: dict) -> None:
+    table = Table(title="Before vs after fine-tuning")
+    for column in ("task", "metric", "before", "after", "change"):  # change = (after - before) / before
+        table.add_column(column, justify="right" if column in ("before", "after", "change") else "left")
+    for row in report["general"]:
+        table.add_row(row["task"], row["metric"], f"{row['before']:.4g}", f"{row['after']:.4g}",
+                      f"{row['delta'] / row['before']:+.1%}" if row["before"] else "n/a")
+    for row in report["new_task"]:
+        table.add_row(row["task"], row["metric"], f"{row['before']:.4g}", f"{row['after']:.4g}",
+                      f"gain {row['gain']:+.4g}")
+    console.print(table)
+    console.print(f"aggregate forgetting {report['forgetting']:+.2%} (clipped {report['forgetting_clipped']:.2%}), "
+                  f"task gain {report['task_gain']:+.4g}")
+
+
+@app.command("prepare-model")
+def prepare_model(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
+    """Resolve the configured base model into a local safetensors directory (converting once)."""
+    from .models import resolve_model
+
+    with user_errors():
+        ref = resolve_model(_config(config, overrides).model)
+    console.print(f"{ref.source}: {ref.path} (sha256 {ref.content_hash[:16]})")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Prefect's API calls, one line each
+    app()
+
+
+if __name__ == "__main__":
+    main()

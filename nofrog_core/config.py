@@ -1,0 +1,219 @@
+"""The one nofrog configuration object.
+
+Loaded from YAML, overridden by ``--set section.key=value``, validated once at
+the edge of the program and then passed down. Every error names the config key
+and says what was expected, before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUNDLED_MODEL = "gemma-3-270m"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+
+
+def is_hub_dataset_id(value: str) -> bool:
+    return bool(HUB_ID.fullmatch(value)) and not value.lower().endswith(DATA_SUFFIXES)
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+class Section(BaseModel):
+    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("NOFROG_CACHE_DIR", Path.home() / ".cache" / "nofrog"))
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        BUNDLED_MODEL,
+        description="'gemma-3-270m' (bundled), a local HF directory, a .gguf file, or a Hub id",
+    )
+    gguf_file: str | None = Field(None, description="GGUF file name inside name_or_path, if it is a directory")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = Field(False, description="run model code shipped with a checkpoint (unsafe)")
+    bos_token_id: int | None = Field(None, ge=0, description="used when the tokenizer defines no BOS token")
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+
+class DataConfig(Section):
+    train_file: str | None = Field(
+        None, description="JSONL/JSON/Parquet/CSV file or a Hub dataset id; empty = built-in demo task"
+    )
+    eval_file: str | None = Field(None, description="held-out rows; empty = validation split (or demo held-out)")
+    format: Literal["auto", "prompt_completion", "messages", "text"] = "auto"
+    on_invalid_row: Literal["error", "drop"] = Field("error", description="drop = skip bad rows, counted in the report")
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="rows held back from training")
+    max_length: int = Field(256, ge=8)
+    seed: int = 0
+    demo_people: int = Field(120, ge=1, description="size of the built-in demo task")
+
+    @field_validator("train_file", "eval_file")
+    @classmethod
+    def _local_file_must_exist(cls, value: str | None) -> str | None:
+        # "owner/name" without a file suffix is a Hub dataset id; anything else is a local file.
+        if value is None or Path(value).exists() or is_hub_dataset_id(value):
+            return value
+        raise ValueError(f"file {value} does not exist (expected a local data file or a Hub dataset id owner/name)")
+
+
+class ReplayConfig(Section):
+    backend: Literal["auto", "vllm", "hf"] = "auto"
+    num_samples: int = Field(256, ge=1)
+    max_new_tokens: int = Field(96, ge=1)
+    min_new_tokens: int = Field(1, ge=0)
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TrainConfig(Section):
+    schedule: Literal["finch", "constant", "cosine"] = "finch"
+    lr: float = Field(2e-5, gt=0.0, description="FINCH base_lr, or the constant / peak LR")
+    lr_max: float = Field(5e-5, gt=0.0, description="FINCH cap on the learning rate")
+    ema_alpha: float = Field(0.9, ge=0.0, lt=1.0)
+    finch_init_batches: int | None = Field(50, ge=1, description="cap on the batches of the FINCH ema_0 pass")
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    epochs: float = Field(3.0, gt=0.0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the output projection + CE")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> "TrainConfig":
+        if self.schedule == "finch" and self.lr_max < self.lr:
+            raise ValueError(f"train.lr_max ({self.lr_max}) must be >= train.lr ({self.lr}) for FINCH")
+        return self
+
+
+class EvalConfig(Section):
+    tasks: list[str] = Field(default_factory=lambda: ["demo_task", "general_text"])
+    batch_size: int = Field(8, ge=1)
+    max_length: int = Field(512, ge=8)
+
+
+class GateConfig(Section):
+    max_forgetting: float = Field(0.03, ge=0.0, description="largest allowed aggregate forgetting (fraction)")
+    min_task_gain: float = Field(0.0, description="smallest allowed task gain")
+    alias: str = Field("champion", min_length=1)
+
+
+class TrackingConfig(Section):
+    uri: str | None = Field(None, description="MLflow tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    experiment: str = Field("nofrog", min_length=1)
+    registered_model: str = Field("nofrog-candidate", min_length=1)
+    output_dir: Path = Field(Path("runs"), description="where run directories (checkpoints, eval JSON) go")
+
+
+class ComputeConfig(Section):
+    num_workers: int = Field(0, ge=0, description="Ray Train workers; 0 = train in this process")
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    torch_threads: int | None = Field(None, ge=1)
+
+
+class NofrogConfig(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """`section.key -> value` for MLflow params and printing."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump(mode="json").items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = value
+        return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.lr=1e-5` -> (['train', 'lr'], 1e-5); the value is parsed as YAML so types follow."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    path = key.strip().split(".")
+    if len(path) < 2 or any(not p for p in path):
+        raise ConfigError(f"override {text!r}: expected section.key=value, e.g. train.lr=1e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from None
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown config key (check the spelling; `nofrog config show` lists all keys)")
+        else:
+            got = e.get("input")
+            got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {e['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> NofrogConfig:
+    """Read YAML (or defaults when `path` is None), apply overrides, validate."""
+    raw = read_yaml(Path(path)) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    # Relative data paths are relative to the working directory, as a user types them.
+    try:
+        return NofrogConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, str(path or "defaults"))) from None
+
+
+def dump_config(config: NofrogConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

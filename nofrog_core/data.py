@@ -1,0 +1,271 @@
+"""Fine-tuning data: load, validate, tokenize with a loss mask, split, batch.
+
+Three row shapes are accepted:
+
+- ``{prompt, completion}``: loss on the completion tokens only;
+- ``{messages: [{role, content}, ...]}``: rendered with the tokenizer's chat
+  template when it has one; loss on the last assistant message only;
+- ``{text}``: loss on every token.
+
+Files are read through ``datasets`` (JSONL/JSON, Parquet, CSV). Bad rows are
+reported with file, row and field; rows are never dropped silently: either the
+load fails (``data.on_invalid_row: error``, the default) or the data report
+counts every dropped row and why.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .config import DATA_SUFFIXES, is_hub_dataset_id
+
+IGNORE_INDEX = -100  # label value the loss skips (PyTorch's CE default)
+
+# Keys match config.DATA_SUFFIXES, which decides what counts as a local file.
+BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+class DataError(ValueError):
+    """Data that cannot be used; the message names the file, row and field."""
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where no loss is taken
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+
+@dataclass
+class DataReport:
+    source: str
+    shape: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    truncated: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "shape": self.shape, "rows_read": self.rows_read,
+                "rows_kept": self.rows_kept, "dropped": dict(self.dropped), "truncated": self.truncated}
+
+
+def read_rows(source: str | Path) -> list[dict[str, Any]]:
+    """All rows of a local data file or Hub dataset, through `datasets`; errors name the file."""
+    import datasets
+
+    if not Path(source).exists() and is_hub_dataset_id(str(source)):
+        try:
+            return datasets.load_dataset(str(source), split="train").to_list()
+        except Exception as err:
+            raise DataError(f"{source}: could not load Hub dataset (is the Hub reachable?): {err}") from None
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{path}: data file does not exist")
+    builder = BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise DataError(f"{path}: unknown data file type {path.suffix!r}; expected one of {sorted(BUILDERS)}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty; expected at least one row")
+    try:
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as err:  # datasets/pyarrow raise many types; the cause is in the text
+        raise DataError(f"{path}: could not read as {builder}: {err}") from None
+    if len(dataset) == 0:
+        raise DataError(f"{path}: file holds no rows")
+    return dataset.to_list()
+
+
+def detect_shape(columns: set[str], path: Path) -> str:
+    if "messages" in columns:
+        return "messages"
+    if {"prompt", "completion"} <= columns:
+        return "prompt_completion"
+    if "text" in columns:
+        return "text"
+    raise DataError(
+        f"{path}: cannot tell the row shape from columns {sorted(columns)}; expected "
+        "'prompt' and 'completion', or 'messages', or 'text'"
+    )
+
+
+def _check_str(row: dict, key: str, where: str, allow_empty: bool = False) -> str:
+    value = row.get(key)
+    if value is None:
+        raise DataError(f"{where}: field '{key}' is missing")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise DataError(f"{where}: field '{key}' is empty")
+    return value
+
+
+def split_messages(row: dict, where: str) -> tuple[list[dict], dict]:
+    """(context messages, the final assistant message) of a chat row, validated."""
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise DataError(f"{where}: field 'messages[{i}]' must be an object with role and content")
+        _check_str(message, "role", f"{where} messages[{i}]")
+        _check_str(message, "content", f"{where} messages[{i}]", allow_empty=True)
+    if messages[-1]["role"] != "assistant":
+        raise DataError(f"{where}: field 'messages' must end with an assistant message to train on")
+    _check_str(messages[-1], "content", f"{where} messages[{len(messages) - 1}]")
+    return messages[:-1], messages[-1]
+
+
+class Tokenize:
+    """Turns validated rows into `Example`s with BOS where the model needs it."""
+
+    def __init__(self, tokenizer, bos_token_id: int | None, max_length: int):
+        self.tokenizer = tokenizer
+        self.bos = [bos_token_id] if bos_token_id is not None else []
+        self.eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        self.max_length = max_length
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _strip_leading_bos(self, ids: list[int]) -> list[int]:
+        # Chat templates (Gemma's among them) write BOS into the text themselves.
+        return ids[1:] if self.bos and ids[:1] == self.bos else ids
+
+    def prompt_completion(self, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+        prompt_ids = self.bos + self.ids(prompt)
+        completion_ids = self.ids(completion) + self.eos
+        return prompt_ids, completion_ids
+
+    def messages(self, context: list[dict], answer: dict) -> tuple[list[int], list[int]]:
+        template = getattr(self.tokenizer, "chat_template", None)
+        if template:
+            prompt = self.tokenizer.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
+            full = self.tokenizer.apply_chat_template(context + [answer], tokenize=False)
+            if full.startswith(prompt):
+                prompt_ids = self.bos + self._strip_leading_bos(self.ids(prompt))
+                return prompt_ids, self.ids(full[len(prompt):])
+        # No template (or one that rewrites earlier turns): a plain "role: content" transcript.
+        prompt = "".join(f"{m['role']}: {m['content']}\n" for m in context) + "assistant:"
+        return self.prompt_completion(prompt, " " + answer["content"])
+
+    def example(self, prompt_ids: list[int], completion_ids: list[int]) -> tuple[Example, bool]:
+        """Join and mask; returns (example, truncated)."""
+        input_ids = prompt_ids + completion_ids
+        labels = [IGNORE_INDEX] * len(prompt_ids) + completion_ids
+        truncated = len(input_ids) > self.max_length
+        return Example(input_ids[: self.max_length], labels[: self.max_length]), truncated
+
+
+def build_examples(
+    rows: list[dict], tokenize: Tokenize, shape: str, source: str, on_invalid_row: str = "error"
+) -> tuple[list[Example], DataReport]:
+    report = DataReport(source=source, shape=shape, rows_read=len(rows))
+    examples: list[Example] = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{source} row {number}"
+        try:
+            if shape == "prompt_completion":
+                prompt = _check_str(row, "prompt", where, allow_empty=True)
+                parts = tokenize.prompt_completion(prompt, _check_str(row, "completion", where))
+            elif shape == "messages":
+                parts = tokenize.messages(*split_messages(row, where))
+            else:
+                parts = ([], tokenize.bos + tokenize.ids(_check_str(row, "text", where)) + tokenize.eos)
+        except DataError as err:
+            if on_invalid_row == "error":
+                raise
+            report.dropped[str(err).split(": ", 1)[1]] += 1
+            continue
+        example, truncated = tokenize.example(*parts)
+        if shape == "text" and tokenize.bos:
+            example.labels[0] = IGNORE_INDEX  # BOS is given, never predicted
+        if example.num_loss_tokens == 0:
+            # Prompt alone fills max_length: no completion token is left to learn from.
+            report.dropped["no completion tokens within data.max_length"] += 1
+            continue
+        report.truncated += truncated
+        examples.append(example)
+    report.rows_kept = len(examples)
+    if not examples:
+        raise DataError(f"{source}: no usable rows (dropped: {dict(report.dropped)})")
+    return examples, report
+
+
+def load_examples(
+    path: str | Path, tokenizer, bos_token_id: int | None, max_length: int, shape: str = "auto",
+    on_invalid_row: str = "error",
+) -> tuple[list[Example], DataReport]:
+    rows = read_rows(path)
+    if shape == "auto":
+        shape = detect_shape(set(rows[0]), Path(path))
+    tokenize = Tokenize(tokenizer, bos_token_id, max_length)
+    return build_examples(rows, tokenize, shape, str(path), on_invalid_row)
+
+
+def split_train_validation(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(examples) * fraction))
+    val = set(order[:n_val])
+    return [e for i, e in enumerate(examples) if i not in val], [examples[i] for i in sorted(val)]
+
+
+def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example; padding gets no attention and no loss."""
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        attention_mask[i, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def iterate_batches(
+    examples: list[Example], batch_size: int, pad_token_id: int, seed: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """One pass; shuffled by `seed` when given, in order (for evaluation) when None."""
+    order = list(range(len(examples)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield collate([examples[i] for i in order[start : start + batch_size]], pad_token_id)
+
+
+@dataclass(frozen=True)
+class TaskFiles:
+    train: str  # local path or Hub id
+    heldout: str | None  # held-out rows for the task score; None = validation split
+    data_hash: str
+
+
+def task_files(config) -> TaskFiles:
+    """The configured training data, or the built-in demo task written once into the cache."""
+    from .demo_data import write_demo_task
+    from .hashing import file_sha256, json_sha256
+
+    data = config.data
+    if data.train_file is None:
+        out = Path(config.model.cache_dir) / "demo_task" / f"people{data.demo_people}-seed{data.seed}"
+        paths = write_demo_task(out, data.demo_people, data.seed)
+        return TaskFiles(str(paths["train"]), str(paths["heldout"]), file_sha256(paths["train"]))
+    if Path(data.train_file).is_file():
+        data_hash = file_sha256(Path(data.train_file))
+    else:
+        data_hash = json_sha256({"hub_dataset": data.train_file})
+    return TaskFiles(data.train_file, data.eval_file, data_hash)

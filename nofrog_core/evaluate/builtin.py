@@ -1,0 +1,71 @@
+"""Built-in evaluation tasks.
+
+- ``demo_task``: the new-task signal. Mean token NLL of the reference answers
+  of held-out questions (lower is better).
+- ``general_text``: the old-capability signal. Perplexity on general English
+  prose shipped in ``nofrog_core/data_files/general_text.txt`` (written for this
+  project, under its license), with lm-eval's definitions of word perplexity,
+  byte perplexity and bits per byte.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from importlib import resources
+from pathlib import Path
+
+from ..data import IGNORE_INDEX, Example, load_examples
+from .scoring import mean_token_nll, sequence_nll, standard_error
+
+# Which way is better, per metric: the forgetting report flips the sign of lower-is-better ones.
+HIGHER_IS_BETTER = {
+    "answer_loss": False,
+    "word_perplexity": False,
+    "byte_perplexity": False,
+    "bits_per_byte": False,
+}
+GENERAL_SUITE = {"general_text": "word_perplexity"}  # task -> the metric forgetting is measured on
+TASK_METRIC = {"demo_task": "answer_loss"}  # task -> the metric task gain is measured on
+
+
+def general_documents() -> list[str]:
+    text = resources.files("nofrog_core").joinpath("data_files/general_text.txt").read_text()
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def document_examples(tokenizer, documents: list[str], bos_token_id: int | None, max_length: int) -> list[Example]:
+    """Each document scored on all its tokens given BOS; documents longer than
+    `max_length` are cut into windows that each restart from BOS."""
+    bos = [bos_token_id] if bos_token_id is not None else []
+    width = max_length - len(bos)
+    examples = []
+    for doc in documents:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), width):
+            window = ids[start : start + width]
+            examples.append(Example(bos + window, [IGNORE_INDEX] * len(bos) + window))
+    return examples
+
+
+def general_text(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size) -> tuple[dict, int]:
+    docs = general_documents()
+    examples = document_examples(tokenizer, docs, bos_token_id, eval_config.max_length)
+    nll, _ = sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc="general_text")
+    total_nll = sum(nll)
+    words = sum(len(re.split(r"\s+", d)) for d in docs)
+    num_bytes = sum(len(d.encode("utf-8")) for d in docs)
+    return {
+        "word_perplexity": math.exp(total_nll / words),
+        "byte_perplexity": math.exp(total_nll / num_bytes),
+        "bits_per_byte": total_nll / num_bytes / math.log(2),
+    }, len(docs)
+
+
+def demo_task(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size, heldout_path: Path):
+    examples, _ = load_examples(heldout_path, tokenizer, bos_token_id, eval_config.max_length,
+                                shape="prompt_completion")
+    nll, counts = sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc="demo_task")
+    per_example = [s / c for s, c in zip(nll, counts)]
+    return {"answer_loss": mean_token_nll(nll, counts),
+            "answer_loss_stderr": standard_error(per_example)}, len(examples)

@@ -1,0 +1,78 @@
+"""MLflow logging: one MLflow run per pipeline run.
+
+The tracking store is `tracking.uri`, else $MLFLOW_TRACKING_URI, else a
+sqlite file `mlflow.db` in the working directory (MLflow 3 deprecates the
+plain file store).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from .plots import read_history
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(tracking_config) -> str:
+    return tracking_config.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def setup(tracking_config) -> str:
+    uri = tracking_uri(tracking_config)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(tracking_config.experiment)
+    return uri
+
+
+def log_params(flat_config: dict) -> None:
+    # MLflow caps a param value at 6000 characters; lists and paths stay far below.
+    mlflow.log_params({k: "" if v is None else str(v) for k, v in flat_config.items()})
+
+
+def log_history(history_path: Path, prefix: str = "train") -> int:
+    """Per-step training metrics (loss, lr, ema_loss, grad_norm, ...) in one batch call."""
+    run_id = mlflow.active_run().info.run_id
+    metrics = []
+    for record in read_history(history_path):
+        step = int(record["step"])
+        for key, value in record.items():
+            if key in ("step", "epoch") or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            metrics.append(Metric(f"{prefix}/{key}", float(value), 0, step))
+    client = MlflowClient()
+    for start in range(0, len(metrics), 1000):  # MLflow's log_batch limit
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    return len(metrics)
+
+
+def log_eval(results: dict, prefix: str) -> None:
+    """results.<task>."<metric>,none" -> <prefix>/<task>/<metric>."""
+    flat = {}
+    for task, metrics in results["results"].items():
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                flat[f"{prefix}/{task}/{key.split(',')[0]}"] = float(value)
+    mlflow.log_metrics(flat)
+
+
+def log_report(report: dict) -> None:
+    scalars = {k: report[k] for k in ("forgetting", "forgetting_clipped", "task_gain")}
+    mlflow.log_metrics({k: float(v) for k, v in scalars.items() if math.isfinite(v)})
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return MlflowClient().get_run(run_id).data.metrics
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)

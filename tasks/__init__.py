@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over nofrog_core that return small values (paths, metric dicts)."""
