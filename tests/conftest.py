@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny Gemma 3 with a word-level tokenizer, built in the test.
+
+Random weights, 2 layers, hidden size 32: a forward pass takes milliseconds,
+so the training loop, losses and the pipeline run in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from nofrog_core.config import load_config
+from nofrog_core.demo_data import make_demo_task
+from nofrog_core.evaluate.builtin import general_documents
+
+SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
+
+
+def _vocabulary() -> list[str]:
+    train, heldout = make_demo_task(40, seed=0)
+    text = " ".join(r["prompt"] + r["completion"] for r in train + heldout) + " ".join(general_documents())
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", text)))
+    return SPECIALS + words
+
+
+def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(_vocabulary())}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
+                                        pad_token="<pad>", unk_token="<unk>")
+    config = Gemma3TextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+        sliding_window=64, pad_token_id=vocab["<pad>"], bos_token_id=vocab["<bos>"], eos_token_id=vocab["<eos>"],
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(config)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir, tmp_path):
+    """Config that points at the tiny model, a private cache and a small demo task."""
+    def make(*overrides: str):
+        return load_config(None, [
+            f"model.name_or_path={tiny_model_dir}", f"model.cache_dir={tmp_path / 'cache'}",
+            "data.demo_people=8", "data.max_length=64", "train.batch_size=4", "eval.batch_size=8",
+            f"tracking.output_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            *overrides,
+        ])
+    return make
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path

@@ -1,0 +1,66 @@
+import pytest
+
+from nofrog_core.config import ConfigError, dump_config, load_config, parse_override
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path):
+    config = load_config(None)
+    assert config.train.schedule == "finch" and config.train.lr == 2e-5 and config.train.lr_max == 5e-5
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+def test_overrides_are_typed_by_yaml():
+    config = load_config(None, ["train.lr=3e-5", "train.max_steps=7", "compute.use_gpu=true",
+                                "eval.tasks=[general_text]", "replay.top_k=null"])
+    assert config.train.lr == 3e-5 and config.train.max_steps == 7 and config.compute.use_gpu is True
+    assert config.eval.tasks == ["general_text"] and config.replay.top_k is None
+
+
+@pytest.mark.parametrize("yaml_text, key", [
+    ("train:\n  learning_rate: 1e-5\n", "train.learning_rate"),
+    ("not_a_section:\n  x: 1\n", "not_a_section"),
+])
+def test_unknown_keys_are_named(tmp_path, yaml_text, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=rf"{key}.*unknown config key"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, key, expected", [
+    ("train.lr=-1", "train.lr", "greater than 0"),
+    ("data.validation_fraction=1.5", "data.validation_fraction", "less than 1"),
+    ("replay.heldout_fraction=-0.1", "replay.heldout_fraction", "greater than or equal to 0"),
+    ("replay.temperature=-1", "replay.temperature", "greater than or equal to 0"),
+    ("replay.num_samples=0", "replay.num_samples", "greater than or equal to 1"),
+    ("train.schedule=linear", "train.schedule", "'finch', 'constant' or 'cosine'"),
+    ("data.train_file=/no/such/file.jsonl", "data.train_file", "does not exist"),
+])
+def test_invalid_values_name_key_and_expectation(override, key, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert key in str(err.value) and expected in str(err.value)
+
+
+def test_finch_cap_below_base_lr_is_rejected():
+    with pytest.raises(ConfigError, match="lr_max"):
+        load_config(None, ["train.lr=1e-4", "train.lr_max=1e-5"])
+
+
+def test_hub_dataset_ids_pass_but_local_files_must_exist():
+    assert load_config(None, ["data.train_file=someone/some-dataset"]).data.train_file == "someone/some-dataset"
+    with pytest.raises(ConfigError, match="data.train_file"):
+        load_config(None, ["data.train_file=someone/missing.jsonl"])
+
+
+@pytest.mark.parametrize("text", ["train.lr", "=3", "lr=3", "train..lr=3"])
+def test_malformed_overrides(text):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override(text)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,113 @@
+import re
+
+import pandas as pd
+import pytest
+from transformers import AutoTokenizer
+
+from nofrog_core.data import (IGNORE_INDEX, DataError, collate, load_examples, split_train_validation)
+from nofrog_core.evaluate.builtin import general_documents
+from tests.conftest import write_jsonl
+
+BOS = 2
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def load(path, tokenizer, **kw):
+    return load_examples(path, tokenizer, BOS, max_length=kw.pop("max_length", 64), **kw)
+
+
+def test_prompt_completion_masks_the_prompt(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "Question: Where is Varnholt?\nAnswer:",
+                                               "completion": " Varnholt"}])
+    [example], report = load(path, tokenizer)
+    assert example.input_ids[0] == BOS
+    prompt_len = 1 + len(tokenizer("Question: Where is Varnholt?\nAnswer:", add_special_tokens=False)["input_ids"])
+    assert example.labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
+    completion = tokenizer(" Varnholt", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert example.labels[prompt_len:] == completion
+    assert report.rows_kept == 1 and report.shape == "prompt_completion"
+
+
+def test_text_rows_learn_every_token_but_bos(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "The moon is the only natural satellite"}])
+    [example], _ = load(path, tokenizer)
+    assert example.input_ids[0] == BOS and example.labels[0] == IGNORE_INDEX
+    assert example.labels[1:] == example.input_ids[1:]
+
+
+def test_messages_without_template_train_on_the_last_assistant_turn(tmp_path, tokenizer):
+    rows = [{"messages": [{"role": "user", "content": "Where was Maren born?"},
+                          {"role": "assistant", "content": "Varnholt"}]}]
+    [example], report = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    learned = [t for t in example.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(learned[:-1]) == "Varnholt" and learned[-1] == tokenizer.eos_token_id
+    assert report.shape == "messages"
+
+
+def test_csv_and_parquet_load_like_jsonl(tmp_path, tokenizer):
+    rows = [{"prompt": "Question: Who?\nAnswer:", "completion": " Maren"}] * 3
+    pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    from_jsonl, _ = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    for name in ("d.csv", "d.parquet"):
+        examples, _ = load(tmp_path / name, tokenizer)
+        assert [e.input_ids for e in examples] == [e.input_ids for e in from_jsonl]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": "  "}], r"d.jsonl row 2: field 'completion' is empty"),
+    ([{"prompt": "a", "completion": "b"}, {"prompt": "a"}], r"row 2: field 'completion' is missing"),
+    ([{"text": "ok"}, {"text": 5}], r"row 2: field 'text' must be a string, got int"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], r"row 1: field 'messages' must end with an assistant"),
+    ([{"question": "a", "answer": "b"}], r"cannot tell the row shape .*'question'"),
+])
+def test_bad_rows_name_file_row_and_field(tmp_path, tokenizer, rows, message):
+    with pytest.raises(DataError, match=message):
+        load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+
+
+def test_empty_and_missing_files(tmp_path, tokenizer):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match="empty.jsonl: file is empty"):
+        load(tmp_path / "empty.jsonl", tokenizer)
+    with pytest.raises(DataError, match="nope.jsonl: data file does not exist"):
+        load(tmp_path / "nope.jsonl", tokenizer)
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(DataError, match="unknown data file type '.txt'"):
+        load(tmp_path / "d.txt", tokenizer)
+
+
+def test_drop_mode_counts_every_dropped_row(tmp_path, tokenizer):
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": ""},
+            {"prompt": "a", "completion": None}, {"prompt": "a " * 100, "completion": "b"}]
+    examples, report = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer,
+                            on_invalid_row="drop", max_length=16)
+    assert len(examples) == 1
+    assert report.rows_read == 4 and report.rows_kept == 1
+    assert report.dropped == {"field 'completion' is empty": 1, "field 'completion' is missing": 1,
+                              "no completion tokens within data.max_length": 1}
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path, tokenizer):
+    words = list(dict.fromkeys(re.findall(r"[a-z]+", general_documents()[0])))[:20]
+    rows = [{"text": word} for word in words]
+    examples, _ = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    train_a, val_a = split_train_validation(examples, 0.25, seed=3)
+    train_b, val_b = split_train_validation(examples, 0.25, seed=3)
+    assert len(val_a) == 5 and len(train_a) == 15
+    assert [e.input_ids for e in val_a] == [e.input_ids for e in val_b]
+    assert {tuple(e.input_ids) for e in val_a}.isdisjoint({tuple(e.input_ids) for e in train_a})
+
+
+def test_collate_pads_without_attention_or_loss(tmp_path, tokenizer):
+    rows = [{"text": "a b c d"}, {"text": "a"}]
+    examples, _ = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    batch = collate(examples, pad_token_id=0)
+    assert batch["input_ids"].shape == (2, len(examples[0].input_ids))
+    short = len(examples[1].input_ids)
+    assert batch["attention_mask"][1, short:].sum() == 0
+    assert (batch["labels"][1, short:] == IGNORE_INDEX).all()
