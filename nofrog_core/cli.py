@@ -20,6 +20,7 @@ from rich.table import Table
 from .config import ConfigError, NofrogConfig, dump_config, load_config
 from .data import DataError
 from .models import ModelError
+from .replay.stage import ReplayError, run_replay
 
 app = typer.Typer(
     help="nofrog: fine-tune a language model on new data without forgetting what it knew.",
@@ -35,7 +36,7 @@ err_console = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
 SetOption = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable).")
-USER_ERRORS = (ConfigError, DataError, ModelError, FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ReplayError, FileExistsError, FileNotFoundError, ValueError)
 
 
 @contextmanager
@@ -85,6 +86,21 @@ def train(
     with user_errors():
         result = run_training(_config(config, overrides), out)
     console.print(f"trained {result['steps']} steps, final loss {result['final_loss']:.4f}; model in {result['model_dir']}")
+
+
+@app.command()
+def replay(
+    out: Path = typer.Option(..., "--out", help="Dataset directory: samples.jsonl, heldout.jsonl, metadata.json."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Sample the base model from BOS alone (context-free replay data)."""
+    with user_errors():
+        meta = run_replay(_config(config, overrides), out)
+    state = "reused existing" if meta["reused"] else "generated"
+    console.print(f"replay {state}: {meta['num_samples']} samples (+{meta['num_heldout']} held out), "
+                  f"{meta['tokens_per_second']:.1f} tokens/s, duplicate rate {meta['duplicate_rate']:.1%}, "
+                  f"backend {meta['backend']}, filtered {meta['filtered'] or 'none'} -> {out}")
 
 
 @app.command("eval")

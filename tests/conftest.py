@@ -54,15 +54,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_config(tiny_model_dir, tmp_path):
-    """Config that points at the tiny model, a private cache and a small demo task."""
+def tiny_overrides(tiny_model_dir, tmp_path) -> list[str]:
+    """`--set` overrides that point at the tiny model, a private cache, store and a small demo task."""
+    return [
+        f"model.name_or_path={tiny_model_dir}", f"model.cache_dir={tmp_path / 'cache'}",
+        "data.demo_people=8", "data.max_length=64", "train.batch_size=4", "eval.batch_size=8",
+        f"tracking.output_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+
+
+@pytest.fixture
+def tiny_config(tiny_overrides):
     def make(*overrides: str):
-        return load_config(None, [
-            f"model.name_or_path={tiny_model_dir}", f"model.cache_dir={tmp_path / 'cache'}",
-            "data.demo_people=8", "data.max_length=64", "train.batch_size=4", "eval.batch_size=8",
-            f"tracking.output_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            *overrides,
-        ])
+        return load_config(None, [*tiny_overrides, *overrides])
     return make
 
 

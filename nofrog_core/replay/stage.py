@@ -1,0 +1,136 @@
+"""The replay stage: a dataset directory of context-free samples.
+
+OUT/samples.jsonl   one object per sample: text, token_ids, num_tokens, finish_reason
+OUT/heldout.jsonl   extra samples kept out of training, for the replay-KL forgetting metric
+OUT/metadata.json   base model + hash, backend, BOS, sampling parameters, quality and cost
+
+A request is named by its key (base model hash, backend, sampling parameters,
+seed, counts). Asking again for the same key reuses the directory; a directory
+holding a different request is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+from .. import models
+from ..hashing import json_sha256
+from . import hf_backend
+
+log = logging.getLogger(__name__)
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens")
+
+
+class ReplayError(ValueError):
+    """A replay request that cannot be served; the message says why."""
+
+
+def choose_backend(requested: str) -> str:
+    if requested == "vllm":
+        raise ReplayError("replay.backend=vllm: the vLLM backend is not part of nofrog yet; use hf or auto")
+    if requested == "auto":
+        log.warning("replay.backend=auto: using the HF transformers backend (vLLM backend not available)")
+    return "hf"
+
+
+def request_key(base: models.ModelRef, backend: str, replay_config) -> dict:
+    return {"base_model_hash": base.content_hash, "backend": backend, "seed": replay_config.seed,
+            "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
+            "batch_size": replay_config.batch_size,  # HF sampling streams depend on the batch shape
+            "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
+
+
+def existing_request(out_dir: Path, key: dict) -> dict | None:
+    """The metadata of a finished identical request in `out_dir`, None if empty; raises if different."""
+    meta_path = out_dir / "metadata.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("request_key") == json_sha256(key):
+            return meta
+        raise FileExistsError(f"{out_dir} holds a different replay dataset ({meta_path}); choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty and holds no replay dataset; choose another --out")
+    return None
+
+
+def drop_reason(sample: hf_backend.RawSample, special_ids: set[int]) -> str | None:
+    if not sample.token_ids:
+        return "empty"
+    if all(t in special_ids for t in sample.token_ids):
+        return "only_special_tokens"
+    return None
+
+
+def length_histogram(lengths: list[int], bins: int = 8) -> dict[str, int]:
+    if not lengths:
+        return {}
+    top = max(lengths)
+    width = max(1, math.ceil(top / bins))
+    counts = Counter((n - 1) // width for n in lengths)
+    return {f"{i * width + 1}-{(i + 1) * width}": counts.get(i, 0) for i in range(math.ceil(top / width))}
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    staging = path.with_suffix(".jsonl.partial")
+    staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    staging.rename(path)
+
+
+def run_replay(config, out_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    rc = config.replay
+    base = models.resolve_model(config.model)
+    backend = choose_backend(rc.backend)
+    key = request_key(base, backend, rc)
+    reused = existing_request(out_dir, key)
+    if reused is not None:
+        log.info("replay dataset %s already holds this request; reusing it", out_dir)
+        return {**reused, "reused": True}
+
+    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
+    num_heldout = math.ceil(rc.num_samples * rc.heldout_fraction)
+    started = time.time()
+    raw = hf_backend.generate(model, tokenizer, bos.token_id, rc.num_samples + num_heldout, rc, rc.seed)
+    wall = time.time() - started
+
+    special_ids = set(tokenizer.all_special_ids)
+    kept, dropped = [], Counter()
+    for sample in raw:
+        reason = drop_reason(sample, special_ids)
+        if reason:
+            dropped[reason] += 1
+            continue
+        kept.append({"text": tokenizer.decode(sample.token_ids, skip_special_tokens=True),
+                     "token_ids": sample.token_ids, "num_tokens": len(sample.token_ids),
+                     "finish_reason": sample.finish_reason})
+    heldout, train = kept[:num_heldout], kept[num_heldout:]
+    texts = [r["text"] for r in kept]
+    generated_tokens = sum(len(s.token_ids) for s in raw)
+    meta = {
+        "kind": "nofrog-replay",
+        "request_key": json_sha256(key),
+        "base_model": base.source, "base_model_path": str(base.path), "base_model_hash": base.content_hash,
+        "backend": backend,
+        "bos_token_id": bos.token_id, "bos_source": bos.source, "prompt_token_ids": [bos.token_id],
+        "sampling": key["sampling"], "seed": rc.seed, "batch_size": rc.batch_size,
+        "num_samples": len(train), "num_heldout": len(heldout), "requested_samples": rc.num_samples,
+        "duplicate_rate": 1 - len(set(texts)) / len(texts) if texts else 0.0,
+        "filtered": dict(dropped),
+        "finish_reasons": dict(Counter(r["finish_reason"] for r in kept)),
+        "length_histogram": length_histogram([r["num_tokens"] for r in kept]),
+        "mean_tokens": sum(r["num_tokens"] for r in kept) / max(1, len(kept)),
+        "tokens_per_second": generated_tokens / wall if wall > 0 else 0.0,
+        "wall_seconds": round(wall, 2),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out_dir / "samples.jsonl", train)
+    _write_jsonl(out_dir / "heldout.jsonl", heldout)
+    (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")  # last: marks the set complete
+    return {**meta, "reused": False}

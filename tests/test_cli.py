@@ -1,0 +1,61 @@
+"""The `nofrog` command as a user types it (in-process through typer's runner)."""
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from nofrog_core.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_every_subcommand():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "replay", "train", "eval", "gate", "config", "demo-data"):
+        assert command in result.output
+
+
+def test_config_show_prints_the_resolved_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 3.0e-5\n")
+    result = invoke("config", "show", "--config", path, "--set", "train.max_steps=9")
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["train"]["lr"] == 3e-5 and shown["train"]["max_steps"] == 9 and shown["gate"]["max_forgetting"] == 0.03
+
+
+def test_bad_config_fails_before_work_with_the_key_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 3.0e-5\nbogus_section:\n  knob: 1\n")
+    result = invoke("train", "--config", path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "bogus_section" in result.output
+    assert not (tmp_path / "out").exists()
+    result = invoke("config", "show", "--set", "train.lr=-1")
+    assert result.exit_code == 2 and "train.lr" in result.output and "greater than 0" in result.output
+
+
+def test_demo_data_writes_the_task(tmp_path):
+    result = invoke("demo-data", "--out", tmp_path / "demo", "--set", "data.demo_people=4")
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "demo" / "train.jsonl").read_text().splitlines()
+    assert len(rows) == 12 and set(json.loads(rows[0])) >= {"prompt", "completion"}
+
+
+def test_train_then_eval_with_baseline_reports_forgetting(tiny_overrides, tmp_path):
+    sets = [a for o in tiny_overrides for a in ("--set", o)]
+    base = invoke("eval", *sets, "--out", tmp_path / "base.json")
+    assert base.exit_code == 0, base.output
+    trained = invoke("train", *sets, "--set", "train.max_steps=2", "--out", tmp_path / "train")
+    assert trained.exit_code == 0, trained.output
+    after = invoke("eval", *sets, "--model", tmp_path / "train" / "model", "--out", tmp_path / "after.json",
+                   "--baseline", tmp_path / "base.json")
+    assert after.exit_code == 0, after.output
+    assert "aggregate forgetting" in after.output and "general_text" in after.output
+    again = invoke("eval", *sets, "--out", tmp_path / "base.json")
+    assert again.exit_code == 2 and "already exists" in again.output

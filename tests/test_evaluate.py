@@ -1,0 +1,49 @@
+import json
+import math
+
+import pytest
+
+from nofrog_core.evaluate.forgetting import forgetting_report, relative_drop
+from nofrog_core.evaluate.stage import run_evaluation
+
+
+def test_results_follow_the_lm_eval_schema(tiny_config, tmp_path):
+    results = run_evaluation(tiny_config(), tmp_path / "eval.json")
+    on_disk = json.loads((tmp_path / "eval.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    demo, general = results["results"]["demo_task"], results["results"]["general_text"]
+    # A random model is close to uniform over its vocabulary: NLL near log(vocab).
+    assert demo["answer_loss,none"] == pytest.approx(math.log(557), rel=0.2)
+    assert demo["answer_loss_stderr,none"] > 0
+    assert general["bits_per_byte,none"] == pytest.approx(math.log(general["byte_perplexity,none"], 2))
+    assert general["word_perplexity,none"] > general["byte_perplexity,none"] > 1
+    assert results["n-samples"]["demo_task"]["original"] == 24
+    assert results["config"]["model_hash"]
+
+
+def test_results_are_never_overwritten(tiny_config, tmp_path):
+    (tmp_path / "eval.json").write_text("{}")
+    with pytest.raises(FileExistsError):
+        run_evaluation(tiny_config(), tmp_path / "eval.json")
+    assert (tmp_path / "eval.json").read_text() == "{}"
+
+
+def test_unknown_task_is_named(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['mmlu'\]"):
+        run_evaluation(tiny_config(), tmp_path / "eval.json", tasks=["mmlu"])
+
+
+def results(word_ppl, answer_loss):
+    return {"results": {"general_text": {"word_perplexity,none": word_ppl},
+                        "demo_task": {"answer_loss,none": answer_loss}}}
+
+
+def test_forgetting_is_sign_aware():
+    assert relative_drop(0.6, 0.5, higher_is_better=True) == pytest.approx(1 / 6)
+    assert relative_drop(20.0, 25.0, higher_is_better=False) == pytest.approx(0.25)
+    report = forgetting_report(results(20.0, 8.0), results(25.0, 2.0))
+    assert report["forgetting"] == pytest.approx(0.25) and report["forgetting_clipped"] == pytest.approx(0.25)
+    assert report["task_gain"] == pytest.approx(6.0)
+    improved = forgetting_report(results(20.0, 8.0), results(18.0, 9.0))
+    assert improved["forgetting"] == pytest.approx(-0.1) and improved["forgetting_clipped"] == 0.0
+    assert improved["task_gain"] == pytest.approx(-1.0)

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from nofrog_core.config import ConfigError
+from nofrog_core.replay.stage import ReplayError, run_replay
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_hf_replay_writes_distinct_bos_only_samples(tiny_config, tmp_path):
+    config = tiny_config("replay.num_samples=200", "replay.max_new_tokens=12", "replay.batch_size=50",
+                         "replay.heldout_fraction=0.1", "replay.backend=hf")
+    meta = run_replay(config, tmp_path / "replay")
+    rows = read(tmp_path / "replay" / "samples.jsonl")
+    heldout = read(tmp_path / "replay" / "heldout.jsonl")
+    assert meta["prompt_token_ids"] == [meta["bos_token_id"]] == [2] and meta["bos_source"] == "tokenizer"
+    assert len(rows) + sum(meta["filtered"].values()) + len(heldout) == 220 and len(heldout) == 20
+    texts = [r["text"] for r in rows + heldout]
+    assert 1 - len(set(texts)) / len(texts) <= 0.01  # every sample is its own draw
+    for r in rows:
+        assert r["num_tokens"] == len(r["token_ids"]) and 1 <= r["num_tokens"] <= 12
+        assert r["finish_reason"] in ("stop", "length")
+    assert meta["duplicate_rate"] <= 0.01 and meta["tokens_per_second"] > 0
+    assert sum(meta["length_histogram"].values()) == len(rows) + len(heldout)
+
+
+def test_same_request_is_byte_identical_and_reused(tiny_config, tmp_path):
+    config = tiny_config("replay.num_samples=16", "replay.max_new_tokens=8", "replay.backend=hf")
+    run_replay(config, tmp_path / "a")
+    run_replay(config, tmp_path / "b")
+    assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "b" / "samples.jsonl").read_bytes()
+    assert run_replay(config, tmp_path / "a")["reused"] is True
+    other = run_replay(tiny_config("replay.num_samples=16", "replay.max_new_tokens=8", "replay.seed=1"),
+                       tmp_path / "c")
+    assert (tmp_path / "c" / "samples.jsonl").read_bytes() != (tmp_path / "a" / "samples.jsonl").read_bytes()
+    assert other["seed"] == 1
+
+
+def test_a_different_dataset_is_never_overwritten(tiny_config, tmp_path):
+    run_replay(tiny_config("replay.num_samples=4", "replay.max_new_tokens=4"), tmp_path / "r")
+    before = (tmp_path / "r" / "samples.jsonl").read_bytes()
+    with pytest.raises(FileExistsError, match="different replay dataset"):
+        run_replay(tiny_config("replay.num_samples=5", "replay.max_new_tokens=4"), tmp_path / "r")
+    assert (tmp_path / "r" / "samples.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("override, key", [
+    ("replay.temperature=-0.5", "replay.temperature"),
+    ("replay.num_samples=0", "replay.num_samples"),
+    ("replay.max_new_tokens=0", "replay.max_new_tokens"),
+])
+def test_bad_sampling_parameters_fail_before_work(tiny_config, override, key):
+    with pytest.raises(ConfigError, match=key):
+        tiny_config(override)
+
+
+def test_vllm_backend_request_fails_clearly(tiny_config, tmp_path):
+    with pytest.raises(ReplayError, match="replay.backend=vllm"):
+        run_replay(tiny_config("replay.backend=vllm"), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
