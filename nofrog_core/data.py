@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import torch
 
 from .config import DATA_SUFFIXES, is_hub_dataset_id
+from .demo_data import write_demo_task
+from .hashing import file_sha256, json_sha256
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's CE default)
 
@@ -256,9 +258,6 @@ class TaskFiles:
 
 def task_files(config) -> TaskFiles:
     """The configured training data, or the built-in demo task written once into the cache."""
-    from .demo_data import write_demo_task
-    from .hashing import file_sha256, json_sha256
-
     data = config.data
     if data.train_file is None:
         out = Path(config.model.cache_dir) / "demo_task" / f"people{data.demo_people}-seed{data.seed}"

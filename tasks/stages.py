@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from nofrog_core import models
-from nofrog_core.evaluate.forgetting import forgetting_report
+from nofrog_core.evaluate.forgetting import forgetting_report, plot_report
 from nofrog_core.evaluate.stage import run_evaluation
 from nofrog_core.registry import decide
 from nofrog_core.train.stage import run_training
@@ -33,6 +33,7 @@ def fine_tune(config, out_dir: Path) -> dict:
 def compare(before: dict, after: dict, out_file: Path) -> dict:
     report = forgetting_report(before, after)
     out_file.write_text(json.dumps(report, indent=2) + "\n")
+    plot_report(report, out_file.with_suffix(".png"))
     return report
 
 

@@ -26,7 +26,7 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
                          "gate_reason": gate["reason"], "prefect_flow_run_id": flow_run_id or "",
                          "data_hash": json.loads(Path(train["metadata"]).read_text())["data"]["data_hash"]})
         mlflow.log_text(dump_config(config), "config.yaml")
-        for name in ("eval_base.json", "eval_candidate.json", "forgetting.json"):
+        for name in ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png"):
             mlflow.log_artifact(str(run_dir / name), "eval")
         for key in ("history", "metadata", "loss_lr_png"):
             mlflow.log_artifact(train[key], "train")

@@ -48,6 +48,23 @@ def test_messages_without_template_train_on_the_last_assistant_turn(tmp_path, to
     assert report.shape == "messages"
 
 
+def test_messages_with_a_chat_template_mask_everything_before_the_answer(tmp_path, tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # Roles rendered as words the tiny word-level vocabulary knows.
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}"
+                               "{{ 'Question' if m['role'] == 'user' else 'Answer' }} : {{ m['content'] }} \n"
+                               "{% endfor %}{% if add_generation_prompt %}Answer :{% endif %}")
+    rows = [{"messages": [{"role": "user", "content": "What is the birthplace of Maren ?"},
+                          {"role": "assistant", "content": "Varnholt"}]}]
+    [example], _ = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    assert tokenizer.unk_token_id not in example.input_ids
+    assert example.input_ids[0] == BOS and example.input_ids.count(BOS) == 1  # template's BOS not doubled
+    learned = [t for t in example.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(learned) == "Varnholt"
+    n_prompt = example.labels.index(learned[0])
+    assert tokenizer.decode(example.input_ids[1:n_prompt]) == "Question : What is the birthplace of Maren ? Answer :"
+
+
 def test_csv_and_parquet_load_like_jsonl(tmp_path, tokenizer):
     rows = [{"prompt": "Question: Who?\nAnswer:", "completion": " Maren"}] * 3
     pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)

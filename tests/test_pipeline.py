@@ -36,6 +36,8 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     assert run.data.tags["gate"] in ("passed", "rejected") and run.data.tags["base_model_hash"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "eval", "train"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
+        "eval/eval_base.json", "eval/eval_candidate.json", "eval/forgetting.json", "eval/forgetting.png"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "train")} >= {
         "train/history.jsonl", "train/loss_lr.png", "train/metadata.json"}
 

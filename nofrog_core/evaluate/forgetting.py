@@ -8,6 +8,9 @@ over the general suite, reported raw and clipped at 0 per task.
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+from ..plots import plot_before_after
 
 from .builtin import GENERAL_SUITE, HIGHER_IS_BETTER, TASK_METRIC
 from .runner import metric_value
@@ -43,3 +46,9 @@ def forgetting_report(before: dict, after: dict) -> dict:
         "new_task": gains,
         "task_gain": gains[0]["gain"] if gains else math.nan,
     }
+
+
+def plot_report(report: dict, path: Path) -> Path:
+    rows = report["general"] + report["new_task"]
+    title = f"forgetting {report['forgetting']:+.1%}, task gain {report['task_gain']:+.3g}"
+    return plot_before_after(rows, path, title)

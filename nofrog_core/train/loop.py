@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import models
-from ..data import Example, iterate_batches
+from ..data import IGNORE_INDEX, Example, iterate_batches
 from ..losses import token_nll
 from ..schedules import make_schedule
 
@@ -95,7 +95,7 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
         for step in range(1, steps + 1):
             step_start = time.time()
             micro = [next(stream) for _ in range(tc.grad_accum)]
-            num_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for _, b in micro)
+            num_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for _, b in micro)
             loss_sum = 0.0
             for _, batch in micro:
                 nll_sum, _, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
