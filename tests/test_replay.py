@@ -3,6 +3,7 @@ import json
 import pytest
 
 from nofrog_core.config import ConfigError
+from nofrog_core.replay import vllm_backend
 from nofrog_core.replay.stage import ReplayError, run_replay
 
 
@@ -57,7 +58,20 @@ def test_bad_sampling_parameters_fail_before_work(tiny_config, override, key):
         tiny_config(override)
 
 
-def test_vllm_backend_request_fails_clearly(tiny_config, tmp_path):
-    with pytest.raises(ReplayError, match="replay.backend=vllm"):
+def engine_that_cannot_start(*args, **kwargs):
+    raise vllm_backend.VllmUnavailable("the vLLM engine could not start: no memory")
+
+
+def test_auto_falls_back_to_hf_when_vllm_cannot_start(tiny_config, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(vllm_backend, "start_engine", engine_that_cannot_start)
+    meta = run_replay(tiny_config("replay.backend=auto", "replay.num_samples=4", "replay.max_new_tokens=4"),
+                      tmp_path / "r")
+    assert meta["backend"] == "hf"
+    assert "falling back to HF" in caplog.text and "no memory" in caplog.text
+
+
+def test_forced_vllm_fails_clearly_when_unavailable(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(vllm_backend, "start_engine", engine_that_cannot_start)
+    with pytest.raises(ReplayError, match="replay.backend=vllm, but the vLLM engine could not start"):
         run_replay(tiny_config("replay.backend=vllm"), tmp_path / "r")
     assert not (tmp_path / "r").exists()

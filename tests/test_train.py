@@ -13,7 +13,7 @@ from nofrog_core.plots import read_history
 from nofrog_core.train.stage import run_training
 
 # Recorded from this loop on the tiny model (seed 0); tolerance covers BLAS differences.
-PINNED_FIRST_LOSSES = [6.355301380157471, 6.269841935899523, 6.0253729820251465]
+PINNED_FIRST_LOSSES = [6.385897159576416, 6.273060692681207, 6.206972122192383]
 
 
 def test_constant_lr_run_learns_and_writes_its_outputs(tiny_config, tmp_path):

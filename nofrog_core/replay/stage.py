@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import models
 from ..hashing import json_sha256
-from . import hf_backend
+from . import hf_backend, vllm_backend
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,6 @@ class ReplayError(ValueError):
     """A replay request that cannot be served; the message says why."""
 
 
-def choose_backend(requested: str) -> str:
-    if requested == "vllm":
-        raise ReplayError("replay.backend=vllm: the vLLM backend is not part of nofrog yet; use hf or auto")
-    if requested == "auto":
-        log.warning("replay.backend=auto: using the HF transformers backend (vLLM backend not available)")
-    return "hf"
-
-
 def request_key(base: models.ModelRef, backend: str, replay_config) -> dict:
     return {"base_model_hash": base.content_hash, "backend": backend, "seed": replay_config.seed,
             "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
@@ -46,12 +38,13 @@ def request_key(base: models.ModelRef, backend: str, replay_config) -> dict:
             "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
 
 
-def existing_request(out_dir: Path, key: dict) -> dict | None:
-    """The metadata of a finished identical request in `out_dir`, None if empty; raises if different."""
+def existing_request(out_dir: Path, keys: list[dict]) -> dict | None:
+    """Metadata of a finished request in `out_dir` that matches one of `keys`; None if the
+    directory is empty or absent; raises if it holds anything else."""
     meta_path = out_dir / "metadata.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("request_key") == json_sha256(key):
+        if meta.get("request_key") in {json_sha256(k) for k in keys}:
             return meta
         raise FileExistsError(f"{out_dir} holds a different replay dataset ({meta_path}); choose another --out")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -82,23 +75,46 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     staging.rename(path)
 
 
+def generate_samples(config, base: models.ModelRef, bos_token_id: int) -> tuple[str, list[hf_backend.RawSample], float]:
+    """(backend used, raw samples, generation seconds) with vLLM when asked for or available."""
+    rc = config.replay
+    count = rc.num_samples + math.ceil(rc.num_samples * rc.heldout_fraction)
+    if rc.backend in ("auto", "vllm"):
+        try:
+            llm = vllm_backend.start_engine(base.path, config.model.dtype, rc, rc.seed, config.model.trust_remote_code)
+        except vllm_backend.VllmUnavailable as err:
+            if rc.backend == "vllm":
+                raise ReplayError(f"replay.backend=vllm, but {err}") from None
+            log.warning("replay.backend=auto: %s; falling back to HF transformers generate", err)
+        else:
+            try:
+                started = time.time()
+                samples = vllm_backend.generate(llm, bos_token_id, count, rc, rc.seed)
+                return "vllm", samples, time.time() - started
+            finally:
+                vllm_backend.shutdown(llm)
+    model = models.load_model(base, config.model)
+    tokenizer = models.load_tokenizer(base, config.model)
+    started = time.time()
+    samples = hf_backend.generate(model, tokenizer, bos_token_id, count, rc, rc.seed)
+    return "hf", samples, time.time() - started
+
+
 def run_replay(config, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     rc = config.replay
     base = models.resolve_model(config.model)
-    backend = choose_backend(rc.backend)
-    key = request_key(base, backend, rc)
-    reused = existing_request(out_dir, key)
+    candidates = ["vllm", "hf"] if rc.backend == "auto" else [rc.backend]
+    reused = existing_request(out_dir, [request_key(base, b, rc) for b in candidates])
     if reused is not None:
         log.info("replay dataset %s already holds this request; reusing it", out_dir)
         return {**reused, "reused": True}
 
-    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    tokenizer = models.load_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
-    num_heldout = math.ceil(rc.num_samples * rc.heldout_fraction)
-    started = time.time()
-    raw = hf_backend.generate(model, tokenizer, bos.token_id, rc.num_samples + num_heldout, rc, rc.seed)
-    wall = time.time() - started
+    backend, raw, wall = generate_samples(config, base, bos.token_id)
+    key = request_key(base, backend, rc)
+    num_heldout = len(raw) - rc.num_samples
 
     special_ids = set(tokenizer.all_special_ids)
     kept, dropped = [], Counter()

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import models
 from ..data import IGNORE_INDEX, Example, iterate_batches
+from ..evaluate.scoring import mean_token_nll, sequence_nll
 from ..losses import token_nll
 from ..schedules import make_schedule
 
@@ -58,18 +59,12 @@ def micro_batches(examples: list[Example], train_config, pad_token_id: int):
         epoch += 1
 
 
-@torch.no_grad()
 def mean_loss(model, examples: list[Example], batch_size: int, pad_token_id: int, chunk_size: int,
               max_batches: int | None = None) -> float:
     """Token-weighted mean CE; FINCH's ema_0 when run on the training set before any step."""
-    model.eval()
-    total, count = 0.0, 0
-    for i, batch in enumerate(iterate_batches(examples, batch_size, pad_token_id)):
-        if max_batches is not None and i >= max_batches:
-            break
-        nll_sum, _, n = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"], chunk_size)
-        total, count = total + nll_sum.item(), count + n
-    return total / max(1, count)
+    subset = examples if max_batches is None else examples[: max_batches * batch_size]
+    nll, counts = sequence_nll(model, subset, batch_size, pad_token_id, chunk_size, desc="FINCH ema_0")
+    return mean_token_nll(nll, counts)
 
 
 def train_in_process(model, tokenizer, examples: list[Example], config, out_dir: Path) -> TrainResult:
