@@ -1,6 +1,6 @@
 """The retraining pipeline as a Prefect flow.
 
-    base model -> baseline eval -> fine-tune -> candidate eval
+    base model -> baseline eval -> [context-free replay] -> fine-tune -> candidate eval
         -> forgetting report -> gate -> MLflow
 
 Stages talk through files in one run directory; each can be rerun alone from
@@ -35,6 +35,9 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
     logger.info("run directory: %s", run_dir)
     base = stages.prepare_base_model(config)
     before = stages.evaluate(config, run_dir / "eval_base.json")
+    if config.train.replay_ratio > 0 and config.train.replay_dir is None:
+        replay_dir = stages.generate_replay(config, run_dir / "replay")
+        config = config.model_copy(update={"train": config.train.model_copy(update={"replay_dir": Path(replay_dir)})})
     train = stages.fine_tune(config, run_dir / "train")
     after = stages.evaluate(config, run_dir / "eval_candidate.json", model=train["model_dir"])
     report = stages.compare(before, after, run_dir / "forgetting.json")

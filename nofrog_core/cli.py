@@ -21,6 +21,7 @@ from .config import ConfigError, NofrogConfig, dump_config, load_config
 from .data import DataError
 from .models import ModelError
 from .replay.stage import ReplayError, run_replay
+from .train.controls import ControlError
 
 app = typer.Typer(
     help="nofrog: fine-tune a language model on new data without forgetting what it knew.",
@@ -36,7 +37,8 @@ err_console = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
 SetOption = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable).")
-USER_ERRORS = (ConfigError, DataError, ModelError, ReplayError, FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ReplayError, ControlError, FileExistsError, FileNotFoundError,
+               ValueError)
 
 
 @contextmanager

@@ -87,6 +87,16 @@ class ReplayConfig(Section):
     )
 
 
+class LoraConfig(Section):
+    enabled: bool = False
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0.0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
 class TrainConfig(Section):
     schedule: Literal["finch", "constant", "cosine"] = "finch"
     lr: float = Field(2e-5, gt=0.0, description="FINCH base_lr, or the constant / peak LR")
@@ -102,11 +112,27 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
     loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the output projection + CE")
     seed: int = 0
+    replay_dir: Path | None = Field(None, description="a `nofrog replay` output directory to mix in")
+    replay_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of every batch that is replay samples")
+    replay_weight: float = Field(1.0, ge=0.0, description="weight of the replay NLL in the loss")
+    llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
+    freeze_bottom: float = Field(
+        0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig)
 
     @model_validator(mode="after")
-    def _cap_not_below_base(self) -> "TrainConfig":
+    def _consistent(self) -> "TrainConfig":
         if self.schedule == "finch" and self.lr_max < self.lr:
             raise ValueError(f"train.lr_max ({self.lr_max}) must be >= train.lr ({self.lr}) for FINCH")
+        if self.replay_dir is not None and not (self.replay_dir / "samples.jsonl").is_file():
+            raise ValueError(f"train.replay_dir: {self.replay_dir} holds no samples.jsonl (run `nofrog replay`)")
+        if self.freeze_bottom >= 1 and self.freeze_bottom != int(self.freeze_bottom):
+            raise ValueError(f"train.freeze_bottom: a layer count must be whole, got {self.freeze_bottom}")
+        replay_rows = round(self.replay_ratio * self.batch_size)
+        if self.replay_ratio > 0 and not 0 < replay_rows < self.batch_size:
+            raise ValueError(f"train.replay_ratio {self.replay_ratio} x train.batch_size {self.batch_size} gives "
+                             f"{replay_rows} replay rows per batch; expected at least 1 and fewer than the batch")
         return self
 
 

@@ -15,6 +15,7 @@ counts every dropped row and why.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -268,3 +269,21 @@ def task_files(config) -> TaskFiles:
     else:
         data_hash = json_sha256({"hub_dataset": data.train_file})
     return TaskFiles(data.train_file, data.eval_file, data_hash)
+
+
+def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int) -> list[Example]:
+    """Context-free samples as training examples: NLL on every generated token, given BOS."""
+    path = Path(replay_dir) / "samples.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path}: no replay samples (run `nofrog replay --out {replay_dir}`)")
+    bos = [bos_token_id] if bos_token_id is not None else []
+    examples = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        token_ids = json.loads(line).get("token_ids") if line.strip() else None
+        if not isinstance(token_ids, list) or not token_ids:
+            raise DataError(f"{path} row {number}: field 'token_ids' must be a non-empty list of token ids")
+        ids = (bos + token_ids)[:max_length]
+        examples.append(Example(ids, [IGNORE_INDEX] * len(bos) + ids[len(bos):]))
+    if not examples:
+        raise DataError(f"{path}: file holds no samples")
+    return examples

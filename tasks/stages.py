@@ -11,12 +11,19 @@ from nofrog_core import models
 from nofrog_core.evaluate.forgetting import forgetting_report, plot_report
 from nofrog_core.evaluate.stage import run_evaluation
 from nofrog_core.registry import decide
+from nofrog_core.replay.stage import run_replay
 from nofrog_core.train.stage import run_training
 
 
 @task(name="prepare-base-model")
 def prepare_base_model(config) -> dict:
     return models.resolve_model(config.model).as_dict()
+
+
+@task(name="generate-replay")
+def generate_replay(config, out_dir: Path) -> str:
+    run_replay(config, out_dir)
+    return str(out_dir)
 
 
 @task(name="evaluate")

@@ -19,7 +19,8 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
         return [a for o in overrides for a in ("--set", o)]
 
     sets = as_sets(*tiny_overrides, "train.max_steps=3", "train.schedule=constant", "train.lr=1e-3",
-                   "train.lr_max=1e-3", "tracking.experiment=pipeline-test")
+                   "train.lr_max=1e-3", "tracking.experiment=pipeline-test",
+                   "train.replay_ratio=0.25", "replay.num_samples=8", "replay.max_new_tokens=6")
     runner = CliRunner()
     result = runner.invoke(app, ["run", *sets])
     assert result.exit_code == 0, result.output
@@ -32,10 +33,11 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     for key in ("forgetting", "task_gain", "before/demo_task/answer_loss", "after/general_text/word_perplexity"):
         assert key in metrics, key
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
+    assert len(client.get_metric_history(run.info.run_id, "train/replay_loss")) == 3  # the flow generated replay
     assert run.data.params["train.max_steps"] == "3"
     assert run.data.tags["gate"] in ("passed", "rejected") and run.data.tags["base_model_hash"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "eval", "train"} <= artifacts
+    assert {"config.yaml", "eval", "train", "replay"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
         "eval/eval_base.json", "eval/eval_candidate.json", "eval/forgetting.json", "eval/forgetting.png"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "train")} >= {

@@ -1,9 +1,12 @@
 """The training loop, in one process.
 
-One optimizer step = `train.grad_accum` micro-batches; its loss L_t is the
-token-weighted mean over all their completion tokens, which is what FINCH
-reads. Every step appends one line to history.jsonl as it happens, so a crash
-keeps the curve up to that point.
+One optimizer step = `train.grad_accum` micro-batches. Its task loss L_t is the
+token-weighted mean over all their completion tokens; that is what FINCH reads.
+With replay, every micro-batch also carries `round(replay_ratio * batch_size)`
+context-free samples (and `batch_size` minus that many task rows), and the step
+minimises  L_task + replay_weight * L_replay, each a token-weighted mean.
+Every step appends one line to history.jsonl as it happens, so a crash keeps
+the curve up to that point.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -23,6 +27,7 @@ from ..data import IGNORE_INDEX, Example, iterate_batches
 from ..evaluate.scoring import mean_token_nll, sequence_nll
 from ..losses import token_nll
 from ..schedules import make_schedule
+from . import controls
 
 
 @dataclass
@@ -33,6 +38,8 @@ class TrainResult:
     final_loss: float
     wall_seconds: float
     ema0: float | None  # FINCH's starting EMA (None for other schedules)
+    trainable_parameters: int
+    frozen_layers: int
 
 
 def seed_everything(seed: int) -> None:
@@ -40,23 +47,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def steps_per_epoch(num_examples: int, batch_size: int, grad_accum: int) -> int:
-    return max(1, math.ceil(num_examples / batch_size) // grad_accum)
+def rows_per_batch(train_config) -> tuple[int, int]:
+    """(task rows, replay rows) of every micro-batch."""
+    replay = round(train_config.replay_ratio * train_config.batch_size) if train_config.replay_dir else 0
+    return train_config.batch_size - replay, replay
 
 
 def total_steps(train_config, num_examples: int) -> int:
-    per_epoch = steps_per_epoch(num_examples, train_config.batch_size, train_config.grad_accum)
+    task_rows, _ = rows_per_batch(train_config)
+    per_epoch = max(1, math.ceil(num_examples / task_rows) // train_config.grad_accum)
     planned = max(1, math.ceil(train_config.epochs * per_epoch))
     return min(planned, train_config.max_steps) if train_config.max_steps else planned
 
 
-def micro_batches(examples: list[Example], train_config, pad_token_id: int):
-    """Endless stream of micro-batches, reshuffled every epoch (seed + epoch)."""
+def endless_batches(examples: list[Example], batch_size: int, pad_token_id: int, seed: int) -> Iterator[tuple[int, dict]]:
+    """(epoch, batch) forever, reshuffled every epoch (seed + epoch)."""
     epoch = 0
     while True:
-        yield from ((epoch, b) for b in iterate_batches(
-            examples, train_config.batch_size, pad_token_id, seed=train_config.seed + epoch))
+        for batch in iterate_batches(examples, batch_size, pad_token_id, seed=seed + epoch):
+            yield epoch, batch
         epoch += 1
+
+
+def count_labels(batch: dict | None) -> int:
+    return 0 if batch is None else int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 def mean_loss(model, examples: list[Example], batch_size: int, pad_token_id: int, chunk_size: int,
@@ -67,51 +81,75 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_token_id: int
     return mean_token_nll(nll, counts)
 
 
-def train_in_process(model, tokenizer, examples: list[Example], config, out_dir: Path) -> TrainResult:
+def prepare_model(model, train_config):
+    """Freeze, then wrap in LoRA; returns (model, frozen layer count)."""
+    frozen = controls.freeze_bottom_layers(model, train_config.freeze_bottom) if train_config.freeze_bottom else 0
+    if train_config.lora.enabled:
+        model = controls.apply_lora(model, train_config.lora)
+    return model, frozen
+
+
+def train_in_process(model, tokenizer, examples: list[Example], config, out_dir: Path,
+                     replay: list[Example] | None = None) -> TrainResult:
     tc = config.train
     seed_everything(tc.seed)
     pad = models.pad_token_id(tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
     history_path = out_dir / "history.jsonl"
     steps = total_steps(tc, len(examples))
+    task_rows, replay_rows = rows_per_batch(tc)
+    if replay_rows and not replay:
+        raise ValueError("train.replay_ratio > 0 but the replay dataset is empty")
 
     ema0 = None
     if tc.schedule == "finch":
         ema0 = mean_loss(model, examples, tc.batch_size, pad, tc.loss_chunk_size, tc.finch_init_batches)
+    model, frozen = prepare_model(model, tc)
     schedule = make_schedule(tc, steps, ema0)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
-    )
+    optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=tc.lr)
+    trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     model.train()
-    stream = micro_batches(examples, tc, pad)
+    task_stream = endless_batches(examples, task_rows, pad, tc.seed)
+    replay_stream = endless_batches(replay, replay_rows, pad, tc.seed + 10_000) if replay_rows else None
     started = time.time()
     loss_value = math.nan
     with open(history_path, "w") as history, tqdm(total=steps, desc="train", unit="step") as bar:
         for step in range(1, steps + 1):
             step_start = time.time()
-            micro = [next(stream) for _ in range(tc.grad_accum)]
-            num_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for _, b in micro)
-            loss_sum = 0.0
-            for _, batch in micro:
-                nll_sum, _, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
-                                          tc.loss_chunk_size)
+            micro = [(next(task_stream), next(replay_stream)[1] if replay_stream else None)
+                     for _ in range(tc.grad_accum)]
+            task_tokens = sum(count_labels(b) for (_, b), _ in micro)
+            replay_tokens = sum(count_labels(r) for _, r in micro)
+            task_sum = replay_sum = 0.0
+            for (_, batch), replay_batch in micro:
+                nll, _, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
+                                      tc.loss_chunk_size)
                 # Dividing by the step's token count makes the accumulated gradient the token-weighted mean.
-                (nll_sum / num_tokens).backward()
-                loss_sum += nll_sum.item()
-            loss_value = loss_sum / num_tokens
+                objective = nll / task_tokens
+                task_sum += nll.item()
+                if replay_batch is not None:
+                    replay_nll, _, _ = token_nll(model, replay_batch["input_ids"], replay_batch["labels"],
+                                                 replay_batch["attention_mask"], tc.loss_chunk_size)
+                    objective = objective + tc.replay_weight * replay_nll / replay_tokens
+                    replay_sum += replay_nll.item()
+                objective.backward()
+            loss_value = task_sum / task_tokens
             lr = schedule.next_lr(loss_value)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]  # FINCH scales every group by the same factor
             grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), tc.grad_clip if tc.grad_clip else float("inf")
+                [p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip or float("inf")
             ).item()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            seen_tokens = sum(int(b["attention_mask"].sum()) for _, b in micro)
-            record = {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr,
+            seen_tokens = sum(int(b["attention_mask"].sum()) + (int(r["attention_mask"].sum()) if r is not None else 0)
+                              for (_, b), r in micro)
+            record = {"step": step, "epoch": micro[-1][0][0], "loss": loss_value, "lr": lr,
                       "grad_norm": grad_norm, "tokens_per_second": seen_tokens / (time.time() - step_start)}
             if tc.schedule == "finch":
                 record["ema_loss"] = schedule.ema_loss
+            if replay_stream:
+                record["replay_loss"] = replay_sum / replay_tokens
             history.write(json.dumps(record) + "\n")
             history.flush()
             bar.update(1)
@@ -119,6 +157,6 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
     wall = time.time() - started
 
     model_dir = out_dir / "model"
-    model.save_pretrained(model_dir, safe_serialization=True)
+    controls.export_model(model).save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
-    return TrainResult(model_dir, history_path, steps, loss_value, wall, ema0)
+    return TrainResult(model_dir, history_path, steps, loss_value, wall, ema0, trainable, frozen)

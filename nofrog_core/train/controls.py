@@ -1,0 +1,82 @@
+"""Practitioner controls against forgetting (methods.md section 4): LoRA, layer
+freezing and layer-wise LR decay, applied to a loaded HF causal LM.
+
+Layers are numbered from the bottom (0, next to the embeddings) to the top.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
+
+
+class ControlError(ValueError):
+    """A control that does not fit the model; the message names the config key."""
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ControlError(f"{type(model).__name__}: cannot find its decoder layers (expected model.layers)")
+    return layers
+
+
+def layers_to_freeze(freeze_bottom: float, num_layers: int) -> int:
+    """`train.freeze_bottom` as a layer count: a whole number >= 1, or a fraction < 1 of the layers."""
+    count = int(freeze_bottom) if freeze_bottom >= 1 else math.floor(freeze_bottom * num_layers)
+    if count >= num_layers:
+        raise ControlError(f"train.freeze_bottom={freeze_bottom} freezes {count} of {num_layers} layers; "
+                           f"expected fewer than {num_layers} (a count) or a fraction below 1")
+    return count
+
+
+def freeze_bottom_layers(model, freeze_bottom: float) -> int:
+    layers = decoder_layers(model)
+    count = layers_to_freeze(freeze_bottom, len(layers))
+    for layer in layers[:count]:
+        layer.requires_grad_(False)
+    return count
+
+
+def apply_lora(model, lora_config):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora_config.r, lora_alpha=lora_config.alpha, lora_dropout=lora_config.dropout,
+                        target_modules=list(lora_config.target_modules), task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:  # peft: "Target modules {...} not found in the base model"
+        raise ControlError(f"train.lora.target_modules {lora_config.target_modules}: {err}") from None
+
+
+def export_model(model):
+    """A plain HF model: LoRA adapters merged into the weights."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def lr_scale(name: str, num_layers: int, decay: float) -> float:
+    """LLRD: the top layer gets the full LR, each layer below `decay` times the one above;
+    embeddings sit below layer 0. The final norm and a separate LM head count as top."""
+    match = LAYER_INDEX.search(name)
+    if match:
+        return decay ** (num_layers - 1 - int(match.group(1)))
+    if "embed" in name:
+        # Gemma ties the LM head to the embeddings: the shared matrix gets the bottom rate.
+        return decay**num_layers
+    return 1.0
+
+
+def param_groups(model, llrd: float, weight_decay: float) -> list[dict]:
+    """AdamW groups of the trainable parameters, each with its `lr_scale` (1.0 when LLRD is off)."""
+    num_layers = len(decoder_layers(model))
+    groups: dict[float, list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(lr_scale(name, num_layers, llrd), []).append(param)
+    return [{"params": params, "lr_scale": scale, "weight_decay": weight_decay}
+            for scale, params in sorted(groups.items(), reverse=True)]
