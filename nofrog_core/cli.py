@@ -156,14 +156,18 @@ def gate(
 @app.command()
 def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
     """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate."""
+    from .tracking import tracking_uri
+
     with user_errors():
-        _config(config, overrides)  # validate before Prefect starts
+        cfg = _config(config, overrides)  # validate before Prefect starts
         from flows.retrain import retrain_pipeline  # Prefect lives outside the library
 
         summary = retrain_pipeline(str(config) if config else None, list(overrides))
     print_report(summary["report"])
     console.print(f"gate [bold]{summary['gate']['label']}[/]: {summary['gate']['reason']}")
     console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
+    console.print(f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg.tracking)}  (http://127.0.0.1:5000)")
+    console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")
 
 
 def print_report(report: dict) -> None:
