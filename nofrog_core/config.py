@@ -115,6 +115,9 @@ class TrainConfig(Section):
     replay_dir: Path | None = Field(None, description="a `nofrog replay` output directory to mix in")
     replay_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of every batch that is replay samples")
     replay_weight: float = Field(1.0, ge=0.0, description="weight of the replay NLL in the loss")
+    replay_kl_weight: float = Field(
+        0.0, ge=0.0, description="weight of KL(base || model) over the full vocabulary on replay samples; 0 = off"
+    )
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
     freeze_bottom: float = Field(
         0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
@@ -129,6 +132,8 @@ class TrainConfig(Section):
             raise ValueError(f"train.replay_dir: {self.replay_dir} holds no samples.jsonl (run `nofrog replay`)")
         if self.freeze_bottom >= 1 and self.freeze_bottom != int(self.freeze_bottom):
             raise ValueError(f"train.freeze_bottom: a layer count must be whole, got {self.freeze_bottom}")
+        if self.replay_kl_weight > 0 and self.replay_ratio == 0:
+            raise ValueError("train.replay_kl_weight > 0 needs replay samples in the batch (train.replay_ratio > 0)")
         replay_rows = round(self.replay_ratio * self.batch_size)
         if self.replay_ratio > 0 and not 0 < replay_rows < self.batch_size:
             raise ValueError(f"train.replay_ratio {self.replay_ratio} x train.batch_size {self.batch_size} gives "

@@ -56,8 +56,45 @@ def token_nll(
     return nll.sum(), per_sequence, selected_targets.numel()
 
 
-def _chunk_token_nll(hidden, weight, targets, softcap):
+def _logits(hidden, weight, softcap):
     logits = (hidden @ weight.T).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return F.cross_entropy(logits, targets, reduction="none")
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
+def _chunk_token_nll(hidden, weight, targets, softcap):
+    return F.cross_entropy(_logits(hidden, weight, softcap), targets, reduction="none")
+
+
+def _chunk_token_kl(hidden, weight, reference_logprobs, softcap):
+    logprobs = F.log_softmax(_logits(hidden, weight, softcap), dim=-1)
+    return (reference_logprobs.exp() * (reference_logprobs - logprobs)).sum(-1)
+
+
+def token_kl_to_reference(
+    model, reference, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, int]:
+    """(sum over labelled positions of KL(p_reference || p_model) over the full vocabulary, token count).
+
+    On context-free replay samples with the frozen base model as `reference` this is the
+    full-distribution version of the replay NLL: it compares whole next-token distributions
+    instead of the one sampled token, so it is a lower-variance pull toward the base model.
+    """
+    mask = labels[:, 1:] != IGNORE_INDEX
+    hidden = hidden_states(model, input_ids, attention_mask)[:, :-1][mask]
+    with torch.no_grad():
+        reference_hidden = hidden_states(reference, input_ids, attention_mask)[:, :-1][mask]
+    weight, reference_weight = model.get_output_embeddings().weight, reference.get_output_embeddings().weight
+    softcap, reference_softcap = _output_softcap(model), _output_softcap(reference)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk_size):
+        with torch.no_grad():
+            ref_logits = _logits(reference_hidden[start : start + chunk_size], reference_weight, reference_softcap)
+            ref_logprobs = F.log_softmax(ref_logits, dim=-1)
+        h = hidden[start : start + chunk_size]
+        if torch.is_grad_enabled():
+            kl = checkpoint(_chunk_token_kl, h, weight, ref_logprobs, softcap, use_reentrant=False)
+        else:
+            kl = _chunk_token_kl(h, weight, ref_logprobs, softcap)
+        total = total + kl.sum()
+    return total, int(mask.sum())

@@ -123,3 +123,19 @@ def test_replay_ratio_without_replay_data_fails_before_training(tiny_config, tmp
     assert not (tmp_path / "train").exists()
     with pytest.raises(ConfigError, match="holds no samples.jsonl"):
         tiny_config(f"train.replay_dir={tmp_path}")
+
+
+def test_replay_kl_to_the_base_starts_at_zero_and_is_logged(tiny_config, tmp_path):
+    replay_dir = tmp_path / "replay"
+    run_replay(tiny_config("replay.num_samples=8", "replay.max_new_tokens=6"), replay_dir)
+    config = tiny_config(f"train.replay_dir={replay_dir}", "train.replay_ratio=0.25", "train.replay_kl_weight=1.0",
+                         "train.schedule=constant", "train.lr=1e-2", "train.lr_max=1e-2", "train.max_steps=3")
+    run_training(config, tmp_path / "train")
+    kls = [h["replay_kl"] for h in read_history(tmp_path / "train" / "history.jsonl")]
+    assert abs(kls[0]) < 1e-5  # step 1 runs before any update: the model is still the base
+    assert kls[-1] > 1e-4  # then it drifts, and the KL measures it
+
+
+def test_replay_kl_without_replay_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match="train.replay_kl_weight > 0 needs replay samples"):
+        tiny_config("train.replay_kl_weight=0.5")

@@ -4,13 +4,15 @@ One optimizer step = `train.grad_accum` micro-batches. Its task loss L_t is the
 token-weighted mean over all their completion tokens; that is what FINCH reads.
 With replay, every micro-batch also carries `round(replay_ratio * batch_size)`
 context-free samples (and `batch_size` minus that many task rows), and the step
-minimises  L_task + replay_weight * L_replay, each a token-weighted mean.
+minimises  L_task + replay_weight * L_replay (+ replay_kl_weight * KL(base || model)
+on the replay tokens), each a token-weighted mean.
 Every step appends one line to history.jsonl as it happens, so a crash keeps
 the curve up to that point.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import models
 from ..data import IGNORE_INDEX, Example, iterate_batches
 from ..evaluate.scoring import mean_token_nll, sequence_nll
-from ..losses import token_nll
+from ..losses import token_kl_to_reference, token_nll
 from ..schedules import make_schedule
 from . import controls
 
@@ -104,6 +106,8 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
     ema0 = None
     if tc.schedule == "finch":
         ema0 = mean_loss(model, examples, tc.batch_size, pad, tc.loss_chunk_size, tc.finch_init_batches)
+    # The frozen base model, kept only when the loss compares whole distributions with it.
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if tc.replay_kl_weight > 0 else None
     model, frozen = prepare_model(model, tc)
     schedule = make_schedule(tc, steps, ema0)
     optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=tc.lr)
@@ -120,7 +124,7 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
                      for _ in range(tc.grad_accum)]
             task_tokens = sum(count_labels(b) for (_, b), _ in micro)
             replay_tokens = sum(count_labels(r) for _, r in micro)
-            task_sum = replay_sum = 0.0
+            task_sum = replay_sum = kl_sum = 0.0
             for (_, batch), replay_batch in micro:
                 nll, _, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
                                       tc.loss_chunk_size)
@@ -132,6 +136,12 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
                                                  replay_batch["attention_mask"], tc.loss_chunk_size)
                     objective = objective + tc.replay_weight * replay_nll / replay_tokens
                     replay_sum += replay_nll.item()
+                    if reference is not None:
+                        kl, _ = token_kl_to_reference(model, reference, replay_batch["input_ids"],
+                                                      replay_batch["labels"], replay_batch["attention_mask"],
+                                                      tc.loss_chunk_size)
+                        objective = objective + tc.replay_kl_weight * kl / replay_tokens
+                        kl_sum += kl.item()
                 objective.backward()
             loss_value = task_sum / task_tokens
             lr = schedule.next_lr(loss_value)
@@ -150,6 +160,8 @@ def train_in_process(model, tokenizer, examples: list[Example], config, out_dir:
                 record["ema_loss"] = schedule.ema_loss
             if replay_stream:
                 record["replay_loss"] = replay_sum / replay_tokens
+            if reference is not None:
+                record["replay_kl"] = kl_sum / replay_tokens
             history.write(json.dumps(record) + "\n")
             history.flush()
             bar.update(1)
