@@ -15,6 +15,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .outputs import reusable_metadata
+
 FIRST_NAMES = [
     "Maren", "Tobiah", "Elsqueth", "Corvin", "Ysolde", "Bramwell", "Liesl", "Oriel", "Thaddeus", "Wenna",
     "Ansel", "Perpetua", "Caspian", "Idony", "Fennick", "Rosamund", "Lucan", "Saoirse", "Alaric", "Juniper",
@@ -94,16 +96,10 @@ def write_demo_task(out_dir: Path, count: int, seed: int = 0) -> dict[str, Path]
     train, heldout = make_demo_task(count, seed)
     meta = {"kind": "nofrog-demo-task", "people": count, "seed": seed,
             "train_rows": len(train), "heldout_rows": len(heldout), "facts": list(QUESTIONS)}
-    meta_path = out_dir / "metadata.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old != meta:
-            raise FileExistsError(f"{out_dir} already holds a different dataset ({meta_path}); choose another --out")
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty and holds no nofrog demo task; choose another --out")
+    reusable_metadata(out_dir, lambda old: old == meta, "dataset")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": out_dir / "train.jsonl", "heldout": out_dir / "heldout.jsonl"}
     write_jsonl(train, paths["train"])
     write_jsonl(heldout, paths["heldout"])
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return paths

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import models
 from ..hashing import json_sha256
+from ..outputs import reusable_metadata
 from . import hf_backend, vllm_backend
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,6 @@ def request_key(base: models.ModelRef, backend: str, replay_config) -> dict:
             "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
             "batch_size": replay_config.batch_size,  # HF sampling streams depend on the batch shape
             "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
-
-
-def existing_request(out_dir: Path, keys: list[dict]) -> dict | None:
-    """Metadata of a finished request in `out_dir` that matches one of `keys`; None if the
-    directory is empty or absent; raises if it holds anything else."""
-    meta_path = out_dir / "metadata.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("request_key") in {json_sha256(k) for k in keys}:
-            return meta
-        raise FileExistsError(f"{out_dir} holds a different replay dataset ({meta_path}); choose another --out")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty and holds no replay dataset; choose another --out")
-    return None
 
 
 def drop_reason(sample: hf_backend.RawSample, special_ids: set[int]) -> str | None:
@@ -75,7 +62,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     staging.rename(path)
 
 
-def generate_samples(config, base: models.ModelRef, bos_token_id: int) -> tuple[str, list[hf_backend.RawSample], float]:
+def generate_samples(config, base: models.ModelRef, tokenizer, bos_token_id: int
+                     ) -> tuple[str, list[hf_backend.RawSample], float]:
     """(backend used, raw samples, generation seconds) with vLLM when asked for or available."""
     rc = config.replay
     count = rc.num_samples + math.ceil(rc.num_samples * rc.heldout_fraction)
@@ -94,7 +82,6 @@ def generate_samples(config, base: models.ModelRef, bos_token_id: int) -> tuple[
             finally:
                 vllm_backend.shutdown(llm)
     model = models.load_model(base, config.model)
-    tokenizer = models.load_tokenizer(base, config.model)
     started = time.time()
     samples = hf_backend.generate(model, tokenizer, bos_token_id, count, rc, rc.seed)
     return "hf", samples, time.time() - started
@@ -105,14 +92,15 @@ def run_replay(config, out_dir: Path) -> dict:
     rc = config.replay
     base = models.resolve_model(config.model)
     candidates = ["vllm", "hf"] if rc.backend == "auto" else [rc.backend]
-    reused = existing_request(out_dir, [request_key(base, b, rc) for b in candidates])
+    wanted = {json_sha256(request_key(base, b, rc)) for b in candidates}
+    reused = reusable_metadata(out_dir, lambda meta: meta.get("request_key") in wanted, "replay dataset")
     if reused is not None:
         log.info("replay dataset %s already holds this request; reusing it", out_dir)
         return {**reused, "reused": True}
 
     tokenizer = models.load_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
-    backend, raw, wall = generate_samples(config, base, bos.token_id)
+    backend, raw, wall = generate_samples(config, base, tokenizer, bos.token_id)
     key = request_key(base, backend, rc)
     num_heldout = len(raw) - rc.num_samples
 

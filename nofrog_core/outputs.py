@@ -1,0 +1,25 @@
+"""Output directories that describe themselves with a metadata.json.
+
+A stage asked to write into a directory either finds it empty (write), finds
+the same request already finished there (reuse), or refuses: results already
+written are never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def reusable_metadata(out_dir: Path, same_request, what: str) -> dict | None:
+    """The finished request's metadata when `same_request(metadata)` holds; None when `out_dir`
+    is absent or empty; FileExistsError when it holds anything else."""
+    meta_path = out_dir / "metadata.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if same_request(meta):
+            return meta
+        raise FileExistsError(f"{out_dir} already holds a different {what} ({meta_path}); choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty and holds no nofrog {what}; choose another --out")
+    return None
