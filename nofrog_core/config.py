@@ -97,7 +97,21 @@ class LoraConfig(Section):
     )
 
 
+class AnchoredConfig(Section):
+    """Anchored Learning (methods.md section 3), used when train.objective = anchored."""
+
+    alpha: float = Field(0.5, gt=0.0, lt=1.0, description="weight of the SFT reference in the anchor")
+    temperature: float = Field(1.0, gt=0.0)
+    interpolation: Literal["logit", "prob"] = "logit"
+    snapshot_every_epochs: float = Field(5.0, gt=0.0, description="K: inner epochs between student snapshots")
+    outer_iterations: int = Field(5, ge=1, description="T: snapshots taken over the student phase")
+
+
 class TrainConfig(Section):
+    objective: Literal["sft", "anchored"] = Field(
+        "sft", description="sft = completion cross-entropy; anchored = Anchored Learning (SFT reference, then KL)"
+    )
+    anchored: AnchoredConfig = Field(default_factory=AnchoredConfig)
     schedule: Literal["finch", "constant", "cosine"] = "finch"
     lr: float = Field(2e-5, gt=0.0, description="FINCH base_lr, or the constant / peak LR")
     lr_max: float = Field(5e-5, gt=0.0, description="FINCH cap on the learning rate")
@@ -123,6 +137,14 @@ class TrainConfig(Section):
         0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    checkpoint_every: int = Field(100, ge=0, description="optimizer steps between checkpoints; 0 = none")
+    checkpoints_to_keep: int = Field(1, ge=1)
+    monitor_every: int = Field(0, ge=0, description="steps between forgetting-probe scores; 0 = off")
+    monitor_samples: int = Field(32, ge=1, description="sequences per probe (held-out replay, general text)")
+    monitor_max_drop: float = Field(0.03, gt=0.0, description="relative probe NLL rise that counts as forgetting")
+    monitor_early_stop: bool = Field(
+        False, description="stop when the probe passes monitor_max_drop and keep the last state within it"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
@@ -164,7 +186,15 @@ class ComputeConfig(Section):
     num_workers: int = Field(0, ge=0, description="Ray Train workers; 0 = train in this process")
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
-    torch_threads: int | None = Field(None, ge=1)
+    torch_threads: int | None = Field(None, ge=1, description="torch threads in this process / per Ray worker")
+    ray_address: str | None = Field(
+        default_factory=lambda: os.environ.get("RAY_ADDRESS") or None,
+        description="an existing Ray cluster to train on; empty = $RAY_ADDRESS, else a local cluster",
+    )
+    max_failures: int = Field(2, ge=0, description="Ray Train restarts from the latest checkpoint after a failure")
+    storage_path: Path | None = Field(
+        None, description="Ray Train run storage (checkpoints); empty = OUT/ray. Shared storage on a multi-node cluster"
+    )
 
 
 class NofrogConfig(Section):

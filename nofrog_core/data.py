@@ -239,15 +239,21 @@ def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tenso
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
-def iterate_batches(
-    examples: list[Example], batch_size: int, pad_token_id: int, seed: int | None = None
-) -> Iterator[dict[str, torch.Tensor]]:
-    """One pass; shuffled by `seed` when given, in order (for evaluation) when None."""
+def example_batches(examples: list[Example], batch_size: int, seed: int | None = None) -> Iterator[list[Example]]:
+    """One pass in lists of `batch_size`; shuffled by `seed` when given, in order when None."""
     order = list(range(len(examples)))
     if seed is not None:
         random.Random(seed).shuffle(order)
     for start in range(0, len(order), batch_size):
-        yield collate([examples[i] for i in order[start : start + batch_size]], pad_token_id)
+        yield [examples[i] for i in order[start : start + batch_size]]
+
+
+def iterate_batches(
+    examples: list[Example], batch_size: int, pad_token_id: int, seed: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """One pass of collated batches; shuffled by `seed` when given, in order (for evaluation) when None."""
+    for batch in example_batches(examples, batch_size, seed):
+        yield collate(batch, pad_token_id)
 
 
 @dataclass(frozen=True)
@@ -271,9 +277,10 @@ def task_files(config) -> TaskFiles:
     return TaskFiles(data.train_file, data.eval_file, data_hash)
 
 
-def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int) -> list[Example]:
+def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int,
+                         file_name: str = "samples.jsonl") -> list[Example]:
     """Context-free samples as training examples: NLL on every generated token, given BOS."""
-    path = Path(replay_dir) / "samples.jsonl"
+    path = Path(replay_dir) / file_name
     if not path.is_file():
         raise DataError(f"{path}: no replay samples (run `nofrog replay --out {replay_dir}`)")
     bos = [bos_token_id] if bos_token_id is not None else []

@@ -3,11 +3,18 @@
 Gemma's vocabulary has 262k entries: logits for a batch of 8 x 256 tokens in
 fp32 take 2 GB, and their gradient as much again. We take the final hidden
 states, keep only the positions that carry a label, and run the output
-projection + cross-entropy over them in chunks. Each chunk is checkpointed,
-so its logits are recomputed in the backward pass instead of being kept.
+projection + loss over them in chunks. Each chunk is checkpointed, so its
+logits are recomputed in the backward pass instead of being kept.
+
+One chunk function serves every objective: it returns the per-token NLL of
+the labels and, when a target distribution is given, the per-token forward KL
+KL(target || model) over the whole vocabulary, both from one projection.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +22,11 @@ from torch.utils.checkpoint import checkpoint
 
 from .data import IGNORE_INDEX
 
+# Target log-probabilities for the labelled positions [start, end) of a chunk.
+TargetLogprobs = Callable[[int, int], torch.Tensor]
 
-def _output_softcap(model) -> float | None:
+
+def output_softcap(model) -> float | None:
     config = getattr(model, "config", None)
     config = getattr(config, "text_config", None) or config
     return getattr(config, "final_logit_softcapping", None)
@@ -28,32 +38,18 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def token_nll(
-    model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int = 1024
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(NLL summed over labelled positions, per-sequence sums [B], number of labelled tokens).
-
-    Returned as sums so callers can average over any set of batches or workers
-    exactly, token-weighted.
-    """
+def labelled_hidden(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden states that predict a label [N, H], those labels [N], their sequence index [N]),
+    in row-major order, so row subsets of a batch select a prefix-free slice of these."""
     hidden = hidden_states(model, input_ids, attention_mask)[:, :-1]
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
-    rows = mask.nonzero(as_tuple=True)[0]  # sequence index of each labelled position
-    selected_hidden, selected_targets = hidden[mask], targets[mask]
-    weight = model.get_output_embeddings().weight
-    softcap = _output_softcap(model)
-    per_token = []
-    for start in range(0, selected_targets.numel(), chunk_size):
-        h = selected_hidden[start : start + chunk_size]
-        t = selected_targets[start : start + chunk_size]
-        if torch.is_grad_enabled():
-            per_token.append(checkpoint(_chunk_token_nll, h, weight, t, softcap, use_reentrant=False))
-        else:
-            per_token.append(_chunk_token_nll(h, weight, t, softcap))
-    nll = torch.cat(per_token) if per_token else hidden.new_zeros(0, dtype=torch.float32)
-    per_sequence = torch.zeros(input_ids.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
-    return nll.sum(), per_sequence, selected_targets.numel()
+    return hidden[mask], targets[mask], mask.nonzero(as_tuple=True)[0]
+
+
+def logits_of(model, hidden: torch.Tensor) -> torch.Tensor:
+    """fp32 logits of some hidden states (for frozen models, under no_grad)."""
+    return _logits(hidden, model.get_output_embeddings().weight, output_softcap(model))
 
 
 def _logits(hidden, weight, softcap):
@@ -61,13 +57,61 @@ def _logits(hidden, weight, softcap):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def _chunk_token_nll(hidden, weight, targets, softcap):
-    return F.cross_entropy(_logits(hidden, weight, softcap), targets, reduction="none")
+def _chunk_losses(hidden, weight, targets, target_logprobs, softcap, temperature):
+    logits = _logits(hidden, weight, softcap)
+    nll = F.cross_entropy(logits, targets, reduction="none")
+    if target_logprobs is None:
+        return nll, torch.zeros_like(nll)
+    logprobs = F.log_softmax(logits / temperature, dim=-1)
+    kl = (target_logprobs.exp() * (target_logprobs - logprobs)).sum(-1) * temperature**2
+    return nll, kl
 
 
-def _chunk_token_kl(hidden, weight, reference_logprobs, softcap):
-    logprobs = F.log_softmax(_logits(hidden, weight, softcap), dim=-1)
-    return (reference_logprobs.exp() * (reference_logprobs - logprobs)).sum(-1)
+def chunked_losses(
+    model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int,
+    target_logprobs: TargetLogprobs | None = None, temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (NLL, KL(target || model) * T^2) over labelled positions; KL is zeros without a target."""
+    weight, softcap = model.get_output_embeddings().weight, output_softcap(model)
+    nll_parts, kl_parts = [], []
+    for start in range(0, targets.numel(), chunk_size):
+        end = min(start + chunk_size, targets.numel())
+        target = None
+        if target_logprobs is not None:
+            with torch.no_grad():
+                target = target_logprobs(start, end)
+        args = (hidden[start:end], weight, targets[start:end], target, softcap, temperature)
+        if torch.is_grad_enabled():
+            nll, kl = checkpoint(_chunk_losses, *args, use_reentrant=False)
+        else:
+            nll, kl = _chunk_losses(*args)
+        nll_parts.append(nll)
+        kl_parts.append(kl)
+    if not nll_parts:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(nll_parts), torch.cat(kl_parts)
+
+
+def token_nll(
+    model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor, chunk_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(NLL summed over labelled positions, per-sequence sums [B], number of labelled tokens).
+
+    Returned as sums so callers can average over any set of batches or workers
+    exactly, token-weighted.
+    """
+    hidden, targets, rows = labelled_hidden(model, input_ids, attention_mask, labels)
+    nll, _ = chunked_losses(model, hidden, targets, chunk_size)
+    per_sequence = torch.zeros(input_ids.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
+    return nll.sum(), per_sequence, targets.numel()
+
+
+def frozen_logprobs(frozen_model, input_ids, attention_mask, labels, temperature: float = 1.0) -> TargetLogprobs:
+    """Target log-probs of a frozen model on the labelled positions, computed chunk by chunk."""
+    with torch.no_grad():
+        hidden, _, _ = labelled_hidden(frozen_model, input_ids, attention_mask, labels)
+    return lambda start, end: F.log_softmax(logits_of(frozen_model, hidden[start:end]) / temperature, dim=-1)
 
 
 def token_kl_to_reference(
@@ -80,21 +124,29 @@ def token_kl_to_reference(
     full-distribution version of the replay NLL: it compares whole next-token distributions
     instead of the one sampled token, so it is a lower-variance pull toward the base model.
     """
-    mask = labels[:, 1:] != IGNORE_INDEX
-    hidden = hidden_states(model, input_ids, attention_mask)[:, :-1][mask]
+    hidden, targets, _ = labelled_hidden(model, input_ids, attention_mask, labels)
+    target = frozen_logprobs(reference, input_ids, attention_mask, labels)
+    _, kl = chunked_losses(model, hidden, targets, chunk_size, target)
+    return kl.sum(), targets.numel()
+
+
+def anchor_logprobs(snapshot, reference, input_ids, attention_mask, labels, alpha: float, temperature: float,
+                    interpolation: str) -> TargetLogprobs:
+    """Anchored Learning's moving anchor q (methods.md section 3) on the labelled positions.
+
+    logit: q = softmax(((1 - alpha) z_snap + alpha z_sft) / T)
+    prob:  q = (1 - alpha) softmax(z_snap / T) + alpha softmax(z_sft / T)
+    """
     with torch.no_grad():
-        reference_hidden = hidden_states(reference, input_ids, attention_mask)[:, :-1][mask]
-    weight, reference_weight = model.get_output_embeddings().weight, reference.get_output_embeddings().weight
-    softcap, reference_softcap = _output_softcap(model), _output_softcap(reference)
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], chunk_size):
-        with torch.no_grad():
-            ref_logits = _logits(reference_hidden[start : start + chunk_size], reference_weight, reference_softcap)
-            ref_logprobs = F.log_softmax(ref_logits, dim=-1)
-        h = hidden[start : start + chunk_size]
-        if torch.is_grad_enabled():
-            kl = checkpoint(_chunk_token_kl, h, weight, ref_logprobs, softcap, use_reentrant=False)
-        else:
-            kl = _chunk_token_kl(h, weight, ref_logprobs, softcap)
-        total = total + kl.sum()
-    return total, int(mask.sum())
+        snap_hidden, _, _ = labelled_hidden(snapshot, input_ids, attention_mask, labels)
+        ref_hidden, _, _ = labelled_hidden(reference, input_ids, attention_mask, labels)
+
+    def target(start: int, end: int) -> torch.Tensor:
+        z_snap, z_ref = logits_of(snapshot, snap_hidden[start:end]), logits_of(reference, ref_hidden[start:end])
+        if interpolation == "logit":
+            return F.log_softmax(((1 - alpha) * z_snap + alpha * z_ref) / temperature, dim=-1)
+        weighted = torch.stack([F.log_softmax(z_snap / temperature, -1) + math.log(1 - alpha),
+                                F.log_softmax(z_ref / temperature, -1) + math.log(alpha)])
+        return torch.logsumexp(weighted, dim=0)
+
+    return target

@@ -12,6 +12,7 @@ from nofrog_core.plots import read_history
 from nofrog_core.replay.stage import run_replay
 from nofrog_core.train import controls
 from nofrog_core.train.loop import rows_per_batch
+from nofrog_core.train.objective import TrainingObjective
 from nofrog_core.train.stage import run_training
 
 
@@ -101,16 +102,16 @@ def test_replay_fills_the_configured_fraction_of_every_batch(tiny_config, tmp_pa
                          "train.batch_size=8")
     assert rows_per_batch(config.train) == (6, 2)
     shapes = []
-    import nofrog_core.train.loop as loop
-    original = loop.token_nll
+    original = TrainingObjective.forward
 
-    def spy(model, input_ids, *args, **kwargs):
-        shapes.append(input_ids.shape[0])
-        return original(model, input_ids, *args, **kwargs)
+    def spy(self, input_ids, labels, attention_mask, task_rows):
+        if torch.is_grad_enabled():  # training steps, not the FINCH ema_0 pass
+            shapes.append((input_ids.shape[0], task_rows))
+        return original(self, input_ids, labels, attention_mask, task_rows)
 
-    monkeypatch.setattr(loop, "token_nll", spy)
+    monkeypatch.setattr(TrainingObjective, "forward", spy)
     run_training(config, tmp_path / "train")
-    assert shapes == [6, 2] * 3  # every step: 6 task rows, then 2 replay rows
+    assert shapes == [(8, 6)] * 3  # every step: one batch of 8 rows, the first 6 from the task
     history = read_history(tmp_path / "train" / "history.jsonl")
     assert all(h["replay_loss"] > 0 for h in history)
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())

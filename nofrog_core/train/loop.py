@@ -1,13 +1,19 @@
-"""The training loop, in one process.
+"""The training loop: the same code in one process and in every Ray Train worker.
 
-One optimizer step = `train.grad_accum` micro-batches. Its task loss L_t is the
-token-weighted mean over all their completion tokens; that is what FINCH reads.
-With replay, every micro-batch also carries `round(replay_ratio * batch_size)`
-context-free samples (and `batch_size` minus that many task rows), and the step
+One optimizer step = `train.grad_accum` micro-batches on each of the world's
+workers. A micro-batch holds the task rows of this worker's shard and, with
+replay, `round(replay_ratio * batch_size)` context-free samples. The step
 minimises  L_task + replay_weight * L_replay (+ replay_kl_weight * KL(base || model)
-on the replay tokens), each a token-weighted mean.
-Every step appends one line to history.jsonl as it happens, so a crash keeps
-the curve up to that point.
+on the replay tokens), each a token-weighted mean over all the step's tokens on
+all workers. L_task, all-reduced, is the loss FINCH reads, so every worker
+sets the same learning rate.
+
+Anchored Learning runs two phases through this loop: a plain SFT reference,
+then a student restarted from the base that distils to the moving anchor.
+
+The main worker appends one line per step to history.jsonl as it happens, so a
+crash keeps the curve up to that point; a resumed run rewrites it from its
+checkpoint's step.
 """
 
 from __future__ import annotations
@@ -15,33 +21,48 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import models
-from ..data import IGNORE_INDEX, Example, iterate_batches
-from ..evaluate.scoring import mean_token_nll, sequence_nll
-from ..losses import token_kl_to_reference, token_nll
+from ..data import IGNORE_INDEX, Example, collate, example_batches
 from ..schedules import make_schedule
 from . import controls
+from .checkpoints import read_checkpoint, trainable_state, write_checkpoint
+from .distributed import World
+from .monitor import ForgettingMonitor
+from .objective import AnchorSettings, TrainingObjective
+
+
+SUMMARY_FILE = "training_summary.json"  # the main worker's account of the run, read by the driver
 
 
 @dataclass
-class TrainResult:
-    model_dir: Path
-    history_path: Path
-    steps: int
-    final_loss: float
-    wall_seconds: float
-    ema0: float | None  # FINCH's starting EMA (None for other schedules)
-    trainable_parameters: int
-    frozen_layers: int
+class TrainingInputs:
+    """What every worker loads before training: the base model and the data."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    examples: list[Example]
+    pad_token_id: int
+    replay: list[Example] | None = None
+    probes: dict[str, list[Example]] = field(default_factory=dict)
+
+
+@dataclass
+class CrashAt:
+    """Kill one worker once, at one step: how the fault-tolerance test loses a worker mid-run."""
+
+    rank: int
+    step: int
+    marker: Path  # written before the crash, so the restarted worker goes on
 
 
 def seed_everything(seed: int) -> None:
@@ -55,32 +76,42 @@ def rows_per_batch(train_config) -> tuple[int, int]:
     return train_config.batch_size - replay, replay
 
 
-def total_steps(train_config, num_examples: int) -> int:
+def steps_per_epoch(train_config, num_examples: int) -> int:
     task_rows, _ = rows_per_batch(train_config)
-    per_epoch = max(1, math.ceil(num_examples / task_rows) // train_config.grad_accum)
-    planned = max(1, math.ceil(train_config.epochs * per_epoch))
+    return max(1, math.ceil(num_examples / task_rows) // train_config.grad_accum)
+
+
+def total_steps(train_config, num_examples: int) -> int:
+    """Optimizer steps of one phase on a shard of `num_examples` task rows."""
+    planned = max(1, math.ceil(train_config.epochs * steps_per_epoch(train_config, num_examples)))
     return min(planned, train_config.max_steps) if train_config.max_steps else planned
 
 
-def endless_batches(examples: list[Example], batch_size: int, pad_token_id: int, seed: int) -> Iterator[tuple[int, dict]]:
-    """(epoch, batch) forever, reshuffled every epoch (seed + epoch)."""
+def student_phase_plan(train_config, num_examples: int) -> tuple[int, int]:
+    """Anchored Learning's student phase: (steps, steps between snapshots).
+
+    K inner epochs x T outer iterations by default; with `train.max_steps` the
+    phase gets that many steps and T snapshots spread evenly over them.
+    """
+    a = train_config.anchored
+    if train_config.max_steps:
+        return train_config.max_steps, max(1, math.ceil(train_config.max_steps / a.outer_iterations))
+    every = max(1, math.ceil(a.snapshot_every_epochs * steps_per_epoch(train_config, num_examples)))
+    return every * a.outer_iterations, every
+
+
+def endless_example_batches(examples: list[Example], rows: int, seed: int) -> Iterator[tuple[int, list[Example]]]:
+    """(epoch, rows) forever, reshuffled every epoch (seed + epoch)."""
     epoch = 0
     while True:
-        for batch in iterate_batches(examples, batch_size, pad_token_id, seed=seed + epoch):
+        for batch in example_batches(examples, rows, seed=seed + epoch):
             yield epoch, batch
         epoch += 1
 
 
-def count_labels(batch: dict | None) -> int:
-    return 0 if batch is None else int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def mean_loss(model, examples: list[Example], batch_size: int, pad_token_id: int, chunk_size: int,
-              max_batches: int | None = None) -> float:
-    """Token-weighted mean CE; FINCH's ema_0 when run on the training set before any step."""
-    subset = examples if max_batches is None else examples[: max_batches * batch_size]
-    nll, counts = sequence_nll(model, subset, batch_size, pad_token_id, chunk_size, desc="FINCH ema_0")
-    return mean_token_nll(nll, counts)
+def count_labels(examples: list[Example]) -> int:
+    """Labelled tokens, counting only positions that predict something (not the first token)."""
+    return sum(sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples)
 
 
 def prepare_model(model, train_config):
@@ -91,84 +122,285 @@ def prepare_model(model, train_config):
     return model, frozen
 
 
-def train_in_process(model, tokenizer, examples: list[Example], config, out_dir: Path,
-                     replay: list[Example] | None = None) -> TrainResult:
-    tc = config.train
-    seed_everything(tc.seed)
-    pad = models.pad_token_id(tokenizer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    history_path = out_dir / "history.jsonl"
-    steps = total_steps(tc, len(examples))
-    task_rows, replay_rows = rows_per_batch(tc)
-    if replay_rows and not replay:
-        raise ValueError("train.replay_ratio > 0 but the replay dataset is empty")
+def frozen_copy(model) -> torch.nn.Module:
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
-    ema0 = None
-    if tc.schedule == "finch":
-        ema0 = mean_loss(model, examples, tc.batch_size, pad, tc.loss_chunk_size, tc.finch_init_batches)
-    # The frozen base model, kept only when the loss compares whole distributions with it.
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if tc.replay_kl_weight > 0 else None
-    model, frozen = prepare_model(model, tc)
-    schedule = make_schedule(tc, steps, ema0)
-    optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=tc.lr)
-    trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
-    model.train()
-    task_stream = endless_batches(examples, task_rows, pad, tc.seed)
-    replay_stream = endless_batches(replay, replay_rows, pad, tc.seed + 10_000) if replay_rows else None
-    started = time.time()
-    loss_value = math.nan
-    with open(history_path, "w") as history, tqdm(total=steps, desc="train", unit="step") as bar:
-        for step in range(1, steps + 1):
-            step_start = time.time()
-            micro = [(next(task_stream), next(replay_stream)[1] if replay_stream else None)
-                     for _ in range(tc.grad_accum)]
-            task_tokens = sum(count_labels(b) for (_, b), _ in micro)
-            replay_tokens = sum(count_labels(r) for _, r in micro)
-            task_sum = replay_sum = kl_sum = 0.0
-            for (_, batch), replay_batch in micro:
-                nll, _, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"],
-                                      tc.loss_chunk_size)
-                # Dividing by the step's token count makes the accumulated gradient the token-weighted mean.
-                objective = nll / task_tokens
-                task_sum += nll.item()
-                if replay_batch is not None:
-                    replay_nll, _, _ = token_nll(model, replay_batch["input_ids"], replay_batch["labels"],
-                                                 replay_batch["attention_mask"], tc.loss_chunk_size)
-                    objective = objective + tc.replay_weight * replay_nll / replay_tokens
-                    replay_sum += replay_nll.item()
-                    if reference is not None:
-                        kl, _ = token_kl_to_reference(model, reference, replay_batch["input_ids"],
-                                                      replay_batch["labels"], replay_batch["attention_mask"],
-                                                      tc.loss_chunk_size)
-                        objective = objective + tc.replay_kl_weight * kl / replay_tokens
-                        kl_sum += kl.item()
-                objective.backward()
-            loss_value = task_sum / task_tokens
-            lr = schedule.next_lr(loss_value)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]  # FINCH scales every group by the same factor
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], tc.grad_clip or float("inf")
-            ).item()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            seen_tokens = sum(int(b["attention_mask"].sum()) + (int(r["attention_mask"].sum()) if r is not None else 0)
-                              for (_, b), r in micro)
-            record = {"step": step, "epoch": micro[-1][0][0], "loss": loss_value, "lr": lr,
-                      "grad_norm": grad_norm, "tokens_per_second": seen_tokens / (time.time() - step_start)}
-            if tc.schedule == "finch":
-                record["ema_loss"] = schedule.ema_loss
+
+@dataclass
+class Phase:
+    name: str  # "train", or "reference" / "student" for Anchored Learning
+    steps: int
+    history_path: Path
+    snapshot_every: int | None = None  # Anchored Learning's student phase only
+
+
+@dataclass
+class PhaseResult:
+    model: torch.nn.Module
+    steps: int
+    final_loss: float
+    ema0: float | None
+    trainable_parameters: int
+    resumed_from_step: int | None = None
+    stopped_early_at: int | None = None
+    kept_step: int | None = None
+
+
+class Trainer:
+    """Runs the configured objective on one worker of a world (of one, in process).
+
+    `wrap` turns the objective module into what runs the forward pass: itself
+    in process, DDP under Ray Train. `checkpoints` is a LocalCheckpoints or a
+    RayCheckpoints.
+    """
+
+    def __init__(self, config, inputs: TrainingInputs, out_dir: Path, world: World, checkpoints,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m, crash_at: CrashAt | None = None):
+        self.config, self.tc = config, config.train
+        self.inputs, self.out_dir, self.world = inputs, Path(out_dir), world
+        self.checkpoints, self.wrap, self.crash_at = checkpoints, wrap, crash_at
+        self.task_rows, self.replay_rows = rows_per_batch(self.tc)
+        self.examples = world.shard(inputs.examples)
+        self.replay = world.shard(inputs.replay) if self.replay_rows else None
+        if self.replay_rows and not self.replay:
+            raise ValueError("train.replay_ratio > 0 but this worker's share of the replay dataset is empty")
+        self.frozen_layers = 0
+
+    # ----------------------------------------------------------------- phases
+    def run(self) -> dict:
+        seed_everything(self.tc.seed)
+        started = time.time()
+        base = self.inputs.model.to(self.world.device)
+        steps = total_steps(self.tc, len(self.examples))
+        with self.checkpoints.latest() as directory:
+            resume = json.loads((directory / "state.json").read_text())["phase"] if directory else None
+        if self.tc.objective == "sft":
+            result = self._run_phase(Phase("train", steps, self.out_dir / "history.jsonl"), base)
+        else:
+            result = self._run_anchored(base, steps, resume)
+        summary = {"steps": result.steps, "final_loss": result.final_loss, "ema0": result.ema0,
+                   "trainable_parameters": result.trainable_parameters, "frozen_layers": self.frozen_layers,
+                   "resumed_from_step": result.resumed_from_step,
+                   "stopped_early_at": result.stopped_early_at, "kept_step": result.kept_step,
+                   "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size}
+        if self.world.is_main:
+            model_dir = self.out_dir / "model"
+            controls.export_model(result.model).save_pretrained(model_dir, safe_serialization=True)
+            self.inputs.tokenizer.save_pretrained(model_dir)
+            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        self.world.barrier()
+        return summary
+
+    def _run_anchored(self, base, steps: int, resume_phase: str | None) -> PhaseResult:
+        student_base = frozen_copy(base)  # the student restarts from the base model
+        reference_phase = Phase("reference", steps, self.out_dir / "history_reference.jsonl")
+        if resume_phase == "student":
+            reference = None  # comes back from the student checkpoint
+        else:
+            reference = frozen_copy(self._run_phase(reference_phase, base).model)
+        student_steps, every = student_phase_plan(self.tc, len(self.examples))
+        student = student_base.train().requires_grad_(True)
+        return self._run_phase(Phase("student", student_steps, self.out_dir / "history.jsonl", every), student,
+                               reference=reference)
+
+    def _run_phase(self, phase: Phase, model, reference=None) -> PhaseResult:
+        tc, world = self.tc, self.world
+        model, self.frozen_layers = prepare_model(model, tc)
+        anchored = phase.name == "student"
+        settings = AnchorSettings(tc.anchored.alpha, tc.anchored.temperature, tc.anchored.interpolation)
+        objective = TrainingObjective(model, tc.loss_chunk_size, settings if anchored else None)
+        if tc.replay_kl_weight > 0:
+            objective.frozen.base = frozen_copy(model)
+        if anchored:
+            objective.frozen.reference = reference
+            objective.frozen.snapshot = frozen_copy(model)
+        optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=tc.lr)
+        trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+
+        start_step, state = self._resume(phase, model, optimizer, objective)
+        ema0 = state.get("ema0") if state else None
+        if ema0 is None and tc.schedule == "finch":
+            ema0 = self._mean_task_loss(objective)
+        schedule = make_schedule(tc, phase.steps, ema0)
+        if state and state.get("schedule"):
+            schedule.load_state_dict(state["schedule"])
+        elif state:
+            schedule.step = start_step
+        monitor = ForgettingMonitor(self.inputs.probes, self.inputs.pad_token_id, tc, world)
+        monitor.load_state_dict(state.get("monitor") if state else None, model, start_step)
+        if monitor.enabled and monitor.baseline is None:
+            monitor.start(model)
+
+        runner = self.wrap(objective)
+        task_stream = endless_example_batches(self.examples, self.task_rows, tc.seed)
+        replay_stream = endless_example_batches(self.replay, self.replay_rows, tc.seed + 10_000) if self.replay_rows else None
+        for _ in range(start_step * tc.grad_accum):  # data order continues where the checkpoint left it
+            next(task_stream)
             if replay_stream:
-                record["replay_loss"] = replay_sum / replay_tokens
-            if reference is not None:
-                record["replay_kl"] = kl_sum / replay_tokens
-            history.write(json.dumps(record) + "\n")
-            history.flush()
+                next(replay_stream)
+        history = self._open_history(phase.history_path, start_step)
+        model.train()
+        result = PhaseResult(model, start_step, state.get("final_loss", math.nan) if state else math.nan, ema0,
+                             trainable, resumed_from_step=start_step or None)
+        worker_log = self._open_worker_log(phase)
+        bar = tqdm(total=phase.steps, initial=start_step, desc=phase.name, unit="step", disable=not world.is_main)
+        for step in range(start_step + 1, phase.steps + 1):
+            self._maybe_crash(step)
+            record = self._step(step, runner, objective, optimizer, schedule, task_stream, replay_stream)
+            record.update(monitor.maybe_score(step, model))
+            result.steps, result.final_loss = step, record["loss"]
+            if history:
+                history.write(json.dumps(record) + "\n")
+                history.flush()
+            if worker_log:
+                worker_log.write(json.dumps({"step": step, "lr": record["lr"], "loss": record["loss"],
+                                             "ema_loss": record.get("ema_loss")}) + "\n")
+                worker_log.flush()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_second']:.0f}")
-    wall = time.time() - started
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                            tok_s=f"{record['tokens_per_second']:.0f}")
+            if anchored and step % phase.snapshot_every == 0 and step < phase.steps:
+                objective.frozen.snapshot.load_state_dict(model.state_dict())
+            if monitor.should_stop:
+                result.stopped_early_at, result.kept_step = step, monitor.restore_best(model)
+                break
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < phase.steps:
+                self._save(phase, step, model, optimizer, schedule, monitor, objective, result, ema0)
+        bar.close()
+        for handle in (history, worker_log):
+            if handle:
+                handle.close()
+        return result
 
-    model_dir = out_dir / "model"
-    controls.export_model(model).save_pretrained(model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(model_dir)
-    return TrainResult(model_dir, history_path, steps, loss_value, wall, ema0, trainable, frozen)
+    # ------------------------------------------------------------------ steps
+    def _step(self, step, runner, objective, optimizer, schedule, task_stream, replay_stream) -> dict:
+        tc, world = self.tc, self.world
+        started = time.time()
+        micro = []
+        for _ in range(tc.grad_accum):
+            epoch, task = next(task_stream)
+            replay = next(replay_stream)[1] if replay_stream else []
+            micro.append((epoch, task, replay))
+        local_counts = [sum(count_labels(t) for _, t, _ in micro), sum(count_labels(r) for _, _, r in micro),
+                        sum(len(e.input_ids) for _, t, r in micro for e in t + r)]
+        task_tokens, replay_tokens, seen_tokens = world.sum(local_counts)
+        sums = torch.zeros(4, dtype=torch.float64)  # task, task_nll, replay_nll, replay_kl
+        for index, (_, task, replay) in enumerate(micro):
+            batch = {k: v.to(world.device) for k, v in collate(task + replay, self.inputs.pad_token_id).items()}
+            last = index == len(micro) - 1
+            # DDP all-reduces gradients on the last micro-batch of the step only.
+            sync = nullcontext() if last or not hasattr(runner, "no_sync") else runner.no_sync()
+            with sync:
+                terms = runner(batch["input_ids"], batch["labels"], batch["attention_mask"], len(task))
+                loss = terms["task"] / task_tokens
+                if replay:
+                    loss = loss + (tc.replay_weight * terms["replay_nll"]
+                                   + tc.replay_kl_weight * terms["replay_kl"]) / replay_tokens
+                # DDP averages gradients over workers; the sums above are already global means.
+                (loss * world.size).backward()
+            sums += torch.tensor([terms["task"].item(), terms["task_nll"].item(),
+                                  terms["replay_nll"].item() if replay else 0.0,
+                                  terms["replay_kl"].item() if replay else 0.0], dtype=torch.float64)
+        task_sum, task_nll_sum, replay_sum, kl_sum = world.sum(sums.tolist())
+        loss_value = task_sum / task_tokens
+        lr = schedule.next_lr(loss_value)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]  # every group moves by the same factor
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf")).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                  "tokens_per_second": seen_tokens / (time.time() - started)}
+        if tc.schedule == "finch":
+            record["ema_loss"] = schedule.ema_loss
+        if objective.anchored is not None:
+            record["task_nll"] = task_nll_sum / task_tokens
+        if replay_stream:
+            record["replay_loss"] = replay_sum / replay_tokens
+            if tc.replay_kl_weight > 0:
+                record["replay_kl"] = kl_sum / replay_tokens
+        return record
+
+    @torch.no_grad()
+    def _mean_task_loss(self, objective) -> float:
+        """FINCH's ema_0: the objective's mean task loss on the training set before any step
+        (capped at `train.finch_init_batches` batches per worker), token-weighted over all workers."""
+        objective.eval()
+        total = tokens = 0.0
+        batches = example_batches(self.examples, self.tc.batch_size)
+        for index, rows in enumerate(tqdm(batches, desc="FINCH ema_0", leave=False, disable=not self.world.is_main)):
+            if self.tc.finch_init_batches and index >= self.tc.finch_init_batches:
+                break
+            batch = {k: v.to(self.world.device) for k, v in collate(rows, self.inputs.pad_token_id).items()}
+            total += objective(batch["input_ids"], batch["labels"], batch["attention_mask"], len(rows))["task"].item()
+            tokens += count_labels(rows)
+        objective.train()
+        total, tokens = self.world.sum([total, tokens])
+        return total / tokens
+
+    # ------------------------------------------------------------ checkpoints
+    def _save(self, phase, step, model, optimizer, schedule, monitor, objective, result, ema0) -> None:
+        state = {"phase": phase.name, "step": step, "ema0": ema0, "final_loss": result.final_loss,
+                 "schedule": schedule.state_dict() if hasattr(schedule, "state_dict") else None,
+                 "monitor": monitor.state_dict()}
+        extra = {}
+        if objective.frozen.snapshot is not None:
+            # The frozen models differ from the base only where the student trains.
+            trained = trainable_state(model).keys()
+            for prefix, frozen in (("snapshot.", objective.frozen.snapshot), ("reference.", objective.frozen.reference)):
+                weights = dict(frozen.named_parameters())
+                extra.update({prefix + name: weights[name] for name in trained})
+
+        def write(directory: Path) -> None:
+            write_checkpoint(directory, model, optimizer, self.inputs.tokenizer, state, extra)
+
+        self.checkpoints.save(step, write, {"step": step, "phase": phase.name, "loss": result.final_loss},
+                              self.world.is_main)
+
+    def _resume(self, phase, model, optimizer, objective) -> tuple[int, dict | None]:
+        with self.checkpoints.latest() as directory:
+            if directory is None:
+                return 0, None
+            if json.loads((directory / "state.json").read_text())["phase"] != phase.name:
+                return 0, None  # a checkpoint of the other Anchored Learning phase
+            state, extra = read_checkpoint(directory, model, optimizer)
+        if extra:
+            objective.frozen.snapshot = self._frozen_from(model, extra, "snapshot.")
+            objective.frozen.reference = self._frozen_from(model, extra, "reference.")
+        if self.world.is_main:
+            print(f"resuming phase {phase.name} from its checkpoint at step {state['step']}")
+        return int(state["step"]), state
+
+    @staticmethod
+    def _frozen_from(model, extra: dict, prefix: str):
+        frozen = frozen_copy(model)
+        frozen.load_state_dict({k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}, strict=False)
+        return frozen
+
+    def _open_history(self, path: Path, start_step: int):
+        """The main worker's history file, keeping only the lines up to a resumed step."""
+        if not self.world.is_main:
+            return None
+        kept = []
+        if start_step and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= start_step]
+        handle = open(path, "w")
+        handle.writelines(line + "\n" for line in kept)
+        return handle
+
+    def _open_worker_log(self, phase: Phase):
+        """With several workers, each keeps its own view of every step in OUT/workers/: the LR it set
+        and the loss it read, to check that all workers agree."""
+        if self.world.size == 1:
+            return None
+        directory = self.out_dir / "workers"
+        directory.mkdir(exist_ok=True)
+        return open(directory / f"{phase.name}-rank{self.world.rank}.jsonl", "a")
+
+    def _maybe_crash(self, step: int) -> None:
+        crash = self.crash_at
+        if crash and crash.rank == self.world.rank and crash.step == step and not crash.marker.exists():
+            crash.marker.write_text(f"worker {self.world.rank} killed at step {step}\n")
+            os._exit(1)

@@ -1,7 +1,10 @@
 """The fine-tuning stage: base model + task data in, a plain HF model directory out.
 
-Writes into OUT: model/ (safetensors), history.jsonl, metadata.json,
-loss_lr.png. The stage can be rerun alone with `nofrog train`.
+Writes into OUT: model/ (safetensors), history.jsonl (history_reference.jsonl
+too for Anchored Learning), metadata.json, loss_lr.png, and checkpoints
+(OUT/checkpoints/ in process, OUT/ray/ under Ray Train). The stage can be
+rerun alone with `nofrog train`; rerun on the same OUT after a crash, it
+resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -14,75 +17,70 @@ from pathlib import Path
 import torch
 
 from .. import models
-from ..data import load_examples, load_replay_examples, split_train_validation, task_files
 from ..plots import plot_loss_and_lr
-from .loop import train_in_process
+from .checkpoints import LocalCheckpoints
+from .distributed import in_process_world
+from .inputs import check_controls, load_training_data, load_worker_inputs
+from .loop import Trainer
 
 log = logging.getLogger(__name__)
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Never train over an earlier run's results."""
+    """Never train over an earlier run's results (a crashed run's checkpoints are fine: we resume)."""
     if (out_dir / "metadata.json").exists() or (out_dir / "model").exists():
         raise FileExistsError(f"{out_dir} already holds a training run; choose another --out")
 
 
-def load_replay(config, base: models.ModelRef, bos_token_id: int | None):
-    """Replay examples and what to record about them; (None, None) without replay."""
-    replay_dir = config.train.replay_dir
-    if config.train.replay_ratio == 0:
-        return None, None
-    meta = json.loads((replay_dir / "metadata.json").read_text())
-    if meta.get("base_model_hash") != base.content_hash:
-        log.warning("train.replay_dir %s was sampled from model %s, not from this base model %s",
-                    replay_dir, str(meta.get("base_model_hash"))[:12], base.content_hash[:12])
-    examples = load_replay_examples(replay_dir, bos_token_id, config.data.max_length)
-    return examples, {"dir": str(replay_dir), "samples": len(examples), "request_key": meta.get("request_key"),
-                      "base_model_hash": meta.get("base_model_hash")}
-
-
-def run_training(config, out_dir: Path) -> dict:
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir)
-    if config.compute.num_workers > 0:
-        raise NotImplementedError(
-            "compute.num_workers > 0 (Ray Train) is not available yet; use compute.num_workers=0"
-        )
+def train_in_process(config, out_dir: Path) -> tuple[dict, object]:
     if config.compute.torch_threads:
         torch.set_num_threads(config.compute.torch_threads)
+    inputs, data = load_worker_inputs(config)
+    checkpoints = LocalCheckpoints(out_dir / "checkpoints", keep=config.train.checkpoints_to_keep)
+    summary = Trainer(config, inputs, out_dir, in_process_world(config.compute.use_gpu), checkpoints).run()
+    return summary, data
+
+
+def run_training(config, out_dir: Path, crash_at=None) -> dict:
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir)
     if config.train.replay_ratio > 0 and config.train.replay_dir is None:
         raise ValueError("train.replay_ratio > 0 needs train.replay_dir (a `nofrog replay` output directory)")
     started = time.time()
     base = models.resolve_model(config.model)
-    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
-    bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
-    files = task_files(config)
-    examples, report = load_examples(files.train, tokenizer, bos.token_id, config.data.max_length,
-                                     config.data.format, config.data.on_invalid_row)
-    train_examples, validation = split_train_validation(examples, config.data.validation_fraction, config.data.seed)
-    log.info("training on %d examples (%d held back for validation)", len(train_examples), len(validation))
-    replay, replay_info = load_replay(config, base, bos.token_id)
-    result = train_in_process(model, tokenizer, train_examples, config, out_dir, replay)
-    plot_loss_and_lr(result.history_path, out_dir / "loss_lr.png")
+    check_controls(config, base)  # bad controls fail here, before any worker starts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.compute.num_workers > 0:
+        from .ray_runner import train_with_ray
+
+        # The driver reads the data too: bad rows fail before Ray starts, and metadata records them.
+        data = load_training_data(config, base, models.load_tokenizer(base, config.model))
+        summary = train_with_ray(config, out_dir, crash_at)
+    else:
+        summary, data = train_in_process(config, out_dir)
+    history = out_dir / "history.jsonl"
+    plot_loss_and_lr(history, out_dir / "loss_lr.png")
+    bos = models.resolve_bos(models.load_tokenizer(base, config.model), config.model.bos_token_id)
     metadata = {
         "kind": "nofrog-checkpoint",
         "config": config.model_dump(mode="json"),
         "base_model": base.as_dict(),
         "bos": {"token_id": bos.token_id, "source": bos.source},
-        "data": {"train": files.train, "heldout": files.heldout, "data_hash": files.data_hash,
-                 "report": report.as_dict(), "train_examples": len(train_examples),
-                 "validation_examples": len(validation)},
-        "replay": replay_info,
-        "trainable_parameters": result.trainable_parameters,
-        "frozen_layers": result.frozen_layers,
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "finch": {"ema0": result.ema0, "init_batches_cap": config.train.finch_init_batches}
+        "data": {"train": data.files.train, "heldout": data.files.heldout, "data_hash": data.files.data_hash,
+                 "report": data.report.as_dict(), "train_examples": len(data.examples),
+                 "validation_examples": len(data.validation)},
+        "replay": data.replay_info,
+        "training": summary,
+        "trainable_parameters": summary["trainable_parameters"],
+        "frozen_layers": summary["frozen_layers"],
+        "steps": summary["steps"],
+        "final_loss": summary["final_loss"],
+        "finch": {"ema0": summary["ema0"], "init_batches_cap": config.train.finch_init_batches}
         if config.train.schedule == "finch" else None,
-        "train_wall_seconds": round(result.wall_seconds, 2),
+        "train_wall_seconds": summary["wall_seconds"],
         "wall_seconds": round(time.time() - started, 2),
     }
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return {"model_dir": str(result.model_dir), "history": str(result.history_path),
+    return {"model_dir": str(out_dir / "model"), "history": str(history),
             "metadata": str(out_dir / "metadata.json"), "loss_lr_png": str(out_dir / "loss_lr.png"),
-            "final_loss": result.final_loss, "steps": result.steps}
+            "final_loss": summary["final_loss"], "steps": summary["steps"]}

@@ -1,0 +1,87 @@
+"""Loading what training needs, once on the driver and again in every worker.
+
+The driver loads the tokenizer and the data only: bad rows, a missing replay
+set or a control that does not fit the model fail there, before any worker
+starts. Each worker then loads the base model and the same data itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import models
+from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, task_files
+from ..evaluate.builtin import document_examples, general_documents
+from . import controls
+from .loop import TrainingInputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    examples: list[Example]
+    validation: list[Example]
+    report: DataReport
+    files: object  # data.TaskFiles
+    replay: list[Example] | None
+    replay_info: dict | None
+    probes: dict[str, list[Example]]
+
+
+def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData:
+    tc = config.train
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
+    files = task_files(config)
+    examples, report = load_examples(files.train, tokenizer, bos, config.data.max_length, config.data.format,
+                                     config.data.on_invalid_row)
+    train, validation = split_train_validation(examples, config.data.validation_fraction, config.data.seed)
+    replay, replay_info = load_replay(config, base, bos)
+    probes = {}
+    if tc.monitor_every:
+        probes["general_text"] = document_examples(tokenizer, general_documents(), bos, config.data.max_length)
+        if tc.replay_dir is not None and (tc.replay_dir / "heldout.jsonl").is_file():
+            probes["replay_heldout"] = load_replay_examples(tc.replay_dir, bos, config.data.max_length,
+                                                            "heldout.jsonl")
+    return TrainingData(train, validation, report, files, replay, replay_info, probes)
+
+
+def load_replay(config, base: models.ModelRef, bos_token_id: int | None):
+    """Replay examples and what to record about them; (None, None) without replay."""
+    replay_dir = config.train.replay_dir
+    if config.train.replay_ratio == 0:
+        return None, None
+    meta = json.loads((replay_dir / "metadata.json").read_text())
+    if meta.get("base_model_hash") != base.content_hash:
+        log.warning("train.replay_dir %s was sampled from model %s, not from this base model %s",
+                    replay_dir, str(meta.get("base_model_hash"))[:12], base.content_hash[:12])
+    examples = load_replay_examples(replay_dir, bos_token_id, config.data.max_length)
+    return examples, {"dir": str(replay_dir), "samples": len(examples), "request_key": meta.get("request_key"),
+                      "base_model_hash": meta.get("base_model_hash")}
+
+
+def check_controls(config, base: models.ModelRef) -> None:
+    """Freezing and LoRA targets against the model's architecture, on an empty (meta) model."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .loop import prepare_model
+
+    model_config = AutoConfig.from_pretrained(base.path, trust_remote_code=config.model.trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(model_config)
+    controls.decoder_layers(skeleton)
+    prepare_model(skeleton, config.train)
+
+
+def load_worker_inputs(config) -> tuple[TrainingInputs, TrainingData]:
+    """Everything one worker trains on: the base model, its tokenizer and the data."""
+    base = models.resolve_model(config.model)
+    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    data = load_training_data(config, base, tokenizer)
+    inputs = TrainingInputs(model, tokenizer, data.examples, models.pad_token_id(tokenizer), data.replay, data.probes)
+    return inputs, data

@@ -1,0 +1,85 @@
+"""In-training forgetting monitor.
+
+Every `train.monitor_every` steps it scores small probes: the NLL of held-out
+context-free replay samples (the replay KL estimate up to a constant: the base
+model's own entropy) and of the general-text windows, the fastest task of the
+general suite. The relative rise of each probe's NLL over its value before
+training is logged; their mean is the monitor's drop. With
+`train.monitor_early_stop` the run stops once the drop passes
+`train.monitor_max_drop` and keeps the last state whose drop stayed within it.
+"""
+
+from __future__ import annotations
+
+from ..data import Example
+from ..evaluate.scoring import mean_token_nll, sequence_nll
+from .checkpoints import trainable_state
+from .distributed import World
+
+
+class ForgettingMonitor:
+    def __init__(self, probes: dict[str, list[Example]], pad_token_id: int, train_config, world: World):
+        self.probes = {name: examples[: train_config.monitor_samples] for name, examples in probes.items() if examples}
+        self.pad_token_id, self.world = pad_token_id, world
+        self.every, self.max_drop = train_config.monitor_every, train_config.monitor_max_drop
+        self.early_stop = train_config.monitor_early_stop
+        self.chunk_size, self.batch_size = train_config.loss_chunk_size, train_config.batch_size
+        self.baseline: dict[str, float] | None = None
+        self.should_stop = False
+        self.best_step: int | None = None
+        self._best_weights = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0 and bool(self.probes)
+
+    def score(self, model) -> dict[str, float]:
+        """Mean token NLL per probe, averaged over workers so that every worker decides alike."""
+        was_training = model.training
+        scores = {}
+        for name, examples in self.probes.items():
+            nll, counts = sequence_nll(model, examples, self.batch_size, self.pad_token_id, self.chunk_size,
+                                       desc=f"monitor {name}")
+            scores[name] = mean_token_nll(nll, counts)
+        model.train(was_training)
+        averaged = self.world.sum(list(scores.values()))
+        return {name: value / self.world.size for name, value in zip(scores, averaged)}
+
+    def start(self, model) -> None:
+        self.baseline = self.score(model)
+        self._keep(0, model)
+
+    def maybe_score(self, step: int, model) -> dict[str, float]:
+        """History fields for this step: probe NLLs and the drop, on monitor steps only."""
+        if not self.enabled or step % self.every:
+            return {}
+        scores = self.score(model)
+        drops = [(scores[name] - self.baseline[name]) / abs(self.baseline[name]) for name in scores]
+        drop = sum(drops) / len(drops)
+        record = {f"monitor_{name}_nll": value for name, value in scores.items()}
+        record["monitor_drop"] = drop
+        if drop <= self.max_drop:
+            self._keep(step, model)
+        elif self.early_stop:
+            self.should_stop = True
+        return record
+
+    def _keep(self, step: int, model) -> None:
+        if self.early_stop:
+            # A copy: on CPU, trainable_state returns views of the live parameters.
+            self.best_step = step
+            self._best_weights = {name: value.clone() for name, value in trainable_state(model).items()}
+
+    def restore_best(self, model) -> int | None:
+        """Puts the last within-threshold weights back; returns their step."""
+        if self._best_weights is not None:
+            model.load_state_dict(self._best_weights, strict=False)
+        return self.best_step
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline}
+
+    def load_state_dict(self, state: dict | None, model, step: int) -> None:
+        if state and state.get("baseline"):
+            self.baseline = state["baseline"]
+            self._keep(step, model)  # the resumed weights are the first state kept

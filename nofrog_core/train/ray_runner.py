@@ -1,0 +1,75 @@
+"""Data-parallel training on Ray Train: one TorchTrainer, N workers, the same Trainer loop.
+
+A local Ray cluster sized to the job starts by default; `compute.ray_address`
+(or $RAY_ADDRESS) connects to an existing one. Workers talk through gloo on
+CPU and nccl on GPU. Checkpoints go through `ray.train.report`; after a worker
+dies, `FailureConfig(max_failures)` restarts the group from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from .loop import SUMMARY_FILE
+
+log = logging.getLogger(__name__)
+
+
+def _train_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from .checkpoints import RayCheckpoints
+    from .distributed import World
+    from .inputs import load_worker_inputs
+    from .loop import Trainer
+
+    config = loop_config["config"]
+    torch.set_num_threads(config.compute.torch_threads or config.compute.cpus_per_worker)
+    context = ray.train.get_context()
+    world = World(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device())
+    inputs, _ = load_worker_inputs(config)
+    # prepare_model moves the objective to the worker's device and wraps it in DDP.
+    trainer = Trainer(config, inputs, Path(loop_config["out_dir"]), world, RayCheckpoints(),
+                      wrap=ray.train.torch.prepare_model, crash_at=loop_config.get("crash_at"))
+    trainer.run()
+
+
+def train_with_ray(config, out_dir: Path, crash_at=None) -> dict:
+    """Runs the Trainer on `compute.num_workers` Ray workers; returns the main worker's summary."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    compute = config.compute
+    started_here = not ray.is_initialized()
+    if started_here:
+        if compute.ray_address:
+            ray.init(address=compute.ray_address)
+        else:
+            # Sized to the job; 127.0.0.1 only, no dashboard.
+            ray.init(num_cpus=compute.num_workers * compute.cpus_per_worker, include_dashboard=False,
+                     _node_ip_address="127.0.0.1")
+    storage = Path(compute.storage_path or out_dir / "ray").resolve()
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "crash_at": crash_at},
+        scaling_config=ScalingConfig(num_workers=compute.num_workers, use_gpu=compute.use_gpu,
+                                     resources_per_worker={"CPU": compute.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if compute.use_gpu else "gloo"),
+        run_config=RunConfig(name="train", storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=compute.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=config.train.checkpoints_to_keep)),
+    )
+    try:
+        trainer.fit()
+    except Exception as err:  # ray.train.TrainingFailedError, after max_failures restarts
+        raise RuntimeError(f"Ray Train failed after {compute.max_failures} restarts: {err}") from err
+    finally:
+        if started_here:
+            ray.shutdown()
+    return json.loads((Path(out_dir) / SUMMARY_FILE).read_text())
