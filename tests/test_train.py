@@ -61,3 +61,33 @@ def test_refuses_to_overwrite_a_finished_run(tiny_config, tmp_path):
     with pytest.raises(FileExistsError, match="already holds a training run"):
         run_training(config, tmp_path / "train")
     assert (tmp_path / "train" / "history.jsonl").read_text() == before
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_exactly(tiny_config, tmp_path, monkeypatch):
+    from nofrog_core.train.loop import Trainer
+
+    config = tiny_config("train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3", "train.max_steps=6",
+                         "train.checkpoint_every=2", "train.lora.enabled=true", "train.lora.dropout=0.1")
+    run_training(config, tmp_path / "straight")
+    original = Trainer._step
+
+    def crash_at_step_5(self, step, *args):
+        if step == 5:
+            raise RuntimeError("simulated crash")
+        return original(self, step, *args)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_step_5)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(config, tmp_path / "crashed")
+    monkeypatch.undo()
+    with pytest.raises(FileExistsError, match="unfinished run with another config"):
+        run_training(tiny_config("train.max_steps=7"), tmp_path / "crashed")
+    run_training(config, tmp_path / "crashed")
+    meta = json.loads((tmp_path / "crashed" / "metadata.json").read_text())
+    assert meta["training"]["resumed_from_step"] == 4
+    # Weights, optimizer, FINCH state, data order and dropout RNG all came back: the same run.
+    straight = read_history(tmp_path / "straight" / "history.jsonl")
+    resumed = read_history(tmp_path / "crashed" / "history.jsonl")
+    assert [h["step"] for h in resumed] == list(range(1, 7))
+    for a, b in zip(straight, resumed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["lr"] == pytest.approx(a["lr"], rel=1e-9)

@@ -18,12 +18,14 @@ def sequence_nll(
 ) -> tuple[list[float], list[int]]:
     """Summed NLL of the labelled tokens of each example, and its token count, in input order."""
     model.eval()
+    device = next(model.parameters()).device
     # Sorting by length keeps padding (wasted compute) small; results go back in input order.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids), reverse=True)
     ordered = [examples[i] for i in order]
     sums: list[float] = []
     for batch in tqdm(iterate_batches(ordered, batch_size, pad_token_id), desc=desc,
                       total=math.ceil(len(ordered) / batch_size), leave=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
         _, per_sequence, _ = token_nll(model, batch["input_ids"], batch["labels"], batch["attention_mask"], chunk_size)
         sums.extend(per_sequence.tolist())
     nll = [0.0] * len(examples)

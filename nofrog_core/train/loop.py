@@ -144,6 +144,7 @@ class PhaseResult:
     resumed_from_step: int | None = None
     stopped_early_at: int | None = None
     kept_step: int | None = None
+    monitor_baseline: dict | None = None  # probe NLLs before training
 
 
 class Trainer:
@@ -182,6 +183,7 @@ class Trainer:
                    "trainable_parameters": result.trainable_parameters, "frozen_layers": self.frozen_layers,
                    "resumed_from_step": result.resumed_from_step,
                    "stopped_early_at": result.stopped_early_at, "kept_step": result.kept_step,
+                   "monitor_baseline": result.monitor_baseline,
                    "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size}
         if self.world.is_main:
             model_dir = self.out_dir / "model"
@@ -242,6 +244,7 @@ class Trainer:
         model.train()
         result = PhaseResult(model, start_step, state.get("final_loss", math.nan) if state else math.nan, ema0,
                              trainable, resumed_from_step=start_step or None)
+        result.monitor_baseline = monitor.baseline
         worker_log = self._open_worker_log(phase)
         bar = tqdm(total=phase.steps, initial=start_step, desc=phase.name, unit="step", disable=not world.is_main)
         for step in range(start_step + 1, phase.steps + 1):

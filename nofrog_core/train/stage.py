@@ -26,10 +26,25 @@ from .loop import Trainer
 log = logging.getLogger(__name__)
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Never train over an earlier run's results (a crashed run's checkpoints are fine: we resume)."""
+RUN_CONFIG_FILE = "run_config.json"  # the config a run started with; a resumed run must match it
+
+
+def refuse_finished_run(out_dir: Path) -> None:
+    """Never train over an earlier run's results."""
     if (out_dir / "metadata.json").exists() or (out_dir / "model").exists():
         raise FileExistsError(f"{out_dir} already holds a training run; choose another --out")
+
+
+def claim_output_dir(out_dir: Path, config) -> None:
+    """A crashed run's directory is fine (training resumes from its checkpoints), but only with
+    the config it started with."""
+    wanted = config.model_dump(mode="json")
+    started = out_dir / RUN_CONFIG_FILE
+    if started.exists() and json.loads(started.read_text()) != wanted:
+        raise FileExistsError(f"{out_dir} holds an unfinished run with another config ({started}); "
+                              "rerun with that config to resume it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
 def train_in_process(config, out_dir: Path) -> tuple[dict, object]:
@@ -43,13 +58,13 @@ def train_in_process(config, out_dir: Path) -> tuple[dict, object]:
 
 def run_training(config, out_dir: Path, crash_at=None) -> dict:
     out_dir = Path(out_dir)
-    check_output_dir(out_dir)
+    refuse_finished_run(out_dir)
     if config.train.replay_ratio > 0 and config.train.replay_dir is None:
         raise ValueError("train.replay_ratio > 0 needs train.replay_dir (a `nofrog replay` output directory)")
     started = time.time()
     base = models.resolve_model(config.model)
     check_controls(config, base)  # bad controls fail here, before any worker starts
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out_dir, config)
     if config.compute.num_workers > 0:
         from .ray_runner import train_with_ray
 
