@@ -46,6 +46,9 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = Field(False, description="run model code shipped with a checkpoint (unsafe)")
     bos_token_id: int | None = Field(None, ge=0, description="used when the tokenizer defines no BOS token")
+    start_from: Literal["base", "champion"] = Field(
+        "base", description="champion = fine-tune the registry's current champion (forgetting still vs the base)"
+    )
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 
 
