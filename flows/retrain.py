@@ -1,24 +1,31 @@
 """The retraining pipeline as a Prefect flow.
 
-    base model -> baseline eval -> [context-free replay] -> fine-tune -> candidate eval
-        -> forgetting report -> gate -> MLflow
+    base model -> baseline eval (cached) -> [context-free replay (cached)]
+        -> [champion: download + eval] -> fine-tune -> candidate eval
+        -> forgetting report -> gate -> MLflow run -> registered version (+ alias if passed)
 
 Stages talk through files in one run directory; each can be rerun alone from
-the CLI on those files.
+the CLI on those files. The gate always compares with the original base
+model, also when a round starts from the champion: forgetting cannot creep in
+a little at a time over many rounds.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from nofrog_core import tracking
 from nofrog_core.config import load_config
+from nofrog_core.evaluate.runner import write_results
 from tasks import stages
-from tasks.tracking import log_run
+from tasks.tracking import log_run, register_and_gate
 
 
 def new_run_dir(output_dir: Path) -> Path:
@@ -27,21 +34,79 @@ def new_run_dir(output_dir: Path) -> Path:
     return run_dir
 
 
-@flow(name="nofrog-retrain", log_prints=True)
+def run_name() -> str:
+    """Flow run names carry the model and the data: 'retrain-gemma-3-270m-on-demo-task-...'."""
+    params = flow_run.parameters
+    config = load_config(params.get("config_path"), params.get("overrides"))
+    data = Path(config.data.train_file).stem if config.data.train_file else "demo-task"
+    return f"retrain-{Path(config.model.name_or_path).name}-on-{data}-{uuid.uuid4().hex[:4]}"
+
+
+def with_replay_dir(config, replay_dir: str):
+    return config.model_copy(update={"train": config.train.model_copy(update={"replay_dir": Path(replay_dir)})})
+
+
+def with_start_model(config, model_dir: str):
+    return config.model_copy(update={"model": config.model.model_copy(update={"name_or_path": model_dir})})
+
+
+def markdown_summary(report: dict, decision: dict, registered: dict, champion_report: dict | None) -> str:
+    lines = ["# nofrog retraining round", "",
+             f"**Gate: {decision['label']}**: {decision['reason']}", "",
+             f"Registered `{registered['registered_model']}` version {registered['version']}"
+             + (f", now `{registered['alias']}`." if registered["promoted"] else f"; `{registered['alias']}` unchanged."),
+             "", "| task | metric | before | after | change |", "| --- | --- | --- | --- | --- |"]
+    for row in report["general"]:
+        lines.append(f"| {row['task']} | {row['metric']} | {row['before']:.4g} | {row['after']:.4g} | "
+                     f"{-row['relative_drop']:+.2%} |")
+    for row in report["new_task"]:
+        lines.append(f"| {row['task']} (new task) | {row['metric']} | {row['before']:.4g} | {row['after']:.4g} | "
+                     f"gain {row['gain']:+.4g} |")
+    lines += ["", f"Aggregate forgetting vs the base model: {report['forgetting']:+.2%}; "
+                  f"task gain: {report['task_gain']:.4g}"]
+    if champion_report:
+        lines.append(f"Forgetting vs the current champion: {champion_report['forgetting']:+.2%}")
+    return "\n".join(lines)
+
+
+@flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
 def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None) -> dict:
     config = load_config(config_path, overrides)  # fails on bad config before any work
+    tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
     logger = get_run_logger()
     run_dir = new_run_dir(config.tracking.output_dir)
     logger.info("run directory: %s", run_dir)
     base = stages.prepare_base_model(config)
-    before = stages.evaluate(config, run_dir / "eval_base.json")
+    before = stages.evaluate_base(config, base, run_dir / "eval_base.json")
+    if not (run_dir / "eval_base.json").exists():  # served from the cache
+        write_results(before, run_dir / "eval_base.json")
     if config.train.replay_ratio > 0 and config.train.replay_dir is None:
-        replay_dir = stages.generate_replay(config, run_dir / "replay")
-        config = config.model_copy(update={"train": config.train.model_copy(update={"replay_dir": Path(replay_dir)})})
-    train = stages.fine_tune(config, run_dir / "train")
+        # Replay always samples the original base model, also when training starts from the champion.
+        config = with_replay_dir(config, stages.cached_replay(config, base))
+    train_config, champion = config, None
+    if config.model.start_from == "champion":
+        champion = stages.fetch_champion(config, run_dir / "champion")
+        if champion:
+            train_config = with_start_model(config, champion["model_dir"])
+        else:
+            logger.warning("model.start_from=champion, but no version has the alias %r yet: starting from the base",
+                           config.gate.alias)
+    train = stages.fine_tune(train_config, run_dir / "train")
     after = stages.evaluate(config, run_dir / "eval_candidate.json", model=train["model_dir"])
     report = stages.compare(before, after, run_dir / "forgetting.json")
+    champion_report = None
+    if champion:
+        champion_eval = stages.evaluate(config, run_dir / "eval_champion.json", model=champion["model_dir"])
+        champion_report = stages.compare(champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config)
     run_id = log_run(config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
+    train_meta = json.loads(Path(train["metadata"]).read_text())
+    lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],
+               "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
+               "started_from": f"champion v{champion['version']}" if champion else "base"}
+    registered = register_and_gate(config, run_id, train["model_dir"], report, decision, lineage)
+    create_markdown_artifact(markdown_summary(report, decision, registered, champion_report),
+                             key="forgetting-report", description="Forgetting table and gate decision")
     return {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
-            "gate": decision, "train_steps": train["steps"]}
+            "gate": decision, "registered": registered, "train_steps": train["steps"],
+            "champion_report": champion_report}

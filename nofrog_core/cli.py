@@ -139,7 +139,7 @@ def gate(
 ) -> None:
     """Re-apply the promotion gate to a finished run's forgetting and task gain."""
     from . import tracking
-    from .registry import decide
+    from .registry import apply_gate, decide, registry_versions_of_run
 
     with user_errors():
         cfg = _config(config, overrides)
@@ -150,7 +150,13 @@ def gate(
             raise ValueError(f"MLflow run {run_id} has no metric(s) {missing}; was it a full pipeline run?")
         decision = decide(metrics["forgetting"], metrics["task_gain"], cfg.gate)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
+        versions = registry_versions_of_run(run_id)
+        for version in versions:
+            apply_gate(version.name, version.version, decision, cfg.gate.alias)
     console.print(f"gate {decision.label}: {decision.reason}")
+    for version in versions:
+        moved = f"now '{cfg.gate.alias}'" if decision.passed else f"'{cfg.gate.alias}' not moved"
+        console.print(f"registered {version.name} version {version.version}: tags updated, {moved}")
 
 
 @app.command()
@@ -165,6 +171,10 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
         summary = retrain_pipeline(str(config) if config else None, list(overrides))
     print_report(summary["report"])
     console.print(f"gate [bold]{summary['gate']['label']}[/]: {summary['gate']['reason']}")
+    registered = summary["registered"]
+    console.print(f"registered {registered['registered_model']} version {registered['version']}"
+                  + (f" and moved '{registered['alias']}' to it" if registered["promoted"]
+                     else f"; '{registered['alias']}' not moved"))
     console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
     console.print(f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg.tracking)}  (http://127.0.0.1:5000)")
     console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")

@@ -24,6 +24,25 @@ def tracking_uri(tracking_config) -> str:
     return tracking_config.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+class TrackingUnreachable(RuntimeError):
+    """The MLflow server does not answer; raised before any training starts."""
+
+
+def check_reachable(tracking_config, timeout: float = 10.0) -> str:
+    """Fails fast, naming the URI, when an MLflow server does not answer its health check."""
+    uri = tracking_uri(tracking_config)
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                response.read()
+        except OSError as err:
+            raise TrackingUnreachable(f"MLflow tracking server {uri} is unreachable ({err}); "
+                                      "start it or set tracking.uri / MLFLOW_TRACKING_URI") from None
+    return uri
+
+
 def setup(tracking_config) -> str:
     uri = tracking_uri(tracking_config)
     mlflow.set_tracking_uri(uri)

@@ -1,39 +1,115 @@
-"""One Prefect task per pipeline stage. No ML logic here: each calls nofrog_core."""
+"""One Prefect task per pipeline stage. No ML logic here: each calls nofrog_core.
+
+Replay generation and the base model's evaluation are cached across runs:
+their cache keys hash everything that decides their result (the base model's
+content hash, the replay or eval settings, the data), so a scheduled run that
+changes none of them reuses the earlier result instead of recomputing it.
+Validation errors are not retried; transient failures (a lost Ray worker, a
+network blip) are, with backoff.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from prefect import task
 
-from nofrog_core import models
+from nofrog_core import models, registry, tracking
+from nofrog_core.data import task_files
 from nofrog_core.evaluate.forgetting import forgetting_report, plot_report
 from nofrog_core.evaluate.stage import run_evaluation
+from nofrog_core.hashing import json_sha256
 from nofrog_core.registry import decide
 from nofrog_core.replay.stage import run_replay
 from nofrog_core.train.stage import run_training
 
+# Retry only what may pass on a second try: user errors (bad config, bad data, an output that
+# exists) fail the same way every time.
+NOT_TRANSIENT = (ValueError, FileExistsError, FileNotFoundError, NotImplementedError)
 
-@task(name="prepare-base-model")
+
+def retry_transient(task_, task_run, state) -> bool:
+    try:
+        state.result()
+    except NOT_TRANSIENT:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def replay_request(config, base: dict) -> dict:
+    return {"base_model_hash": base["content_hash"], "replay": config.replay.model_dump(mode="json"),
+            "max_length": config.data.max_length}
+
+
+def replay_cache_dir(config, base: dict) -> Path:
+    return Path(config.tracking.output_dir) / "replay-cache" / json_sha256(replay_request(config, base))[:16]
+
+
+def _replay_cache_key(context, parameters) -> str:
+    # The result is a path: the key names the directory too, so another project's cache never answers.
+    out_dir = replay_cache_dir(parameters["config"], parameters["base"]).resolve()
+    return "replay-" + json_sha256({"dir": str(out_dir)})[:16]
+
+
+def base_eval_request(config, base: dict) -> dict:
+    files = task_files(config)
+    return {"base_model_hash": base["content_hash"], "eval": config.eval.model_dump(mode="json"),
+            "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash}
+
+
+def _base_eval_cache_key(context, parameters) -> str:
+    return "base-eval-" + json_sha256(base_eval_request(parameters["config"], parameters["base"]))[:16]
+
+
+@task(name="prepare-base-model", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def prepare_base_model(config) -> dict:
     return models.resolve_model(config.model).as_dict()
 
 
-@task(name="generate-replay")
-def generate_replay(config, out_dir: Path) -> str:
+@task(name="generate-replay", cache_key_fn=_replay_cache_key, persist_result=True,
+      cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
+def generate_replay(config, base: dict) -> str:
+    """Context-free samples of the base model, in a directory shared by every run with the same request."""
+    out_dir = replay_cache_dir(config, base)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     run_replay(config, out_dir)
     return str(out_dir)
 
 
-@task(name="evaluate")
+def cached_replay(config, base: dict) -> str:
+    """generate_replay through Prefect's cache, regenerating when the cached directory was deleted."""
+    replay_dir = generate_replay(config, base)
+    if not (Path(replay_dir) / "metadata.json").exists():
+        replay_dir = generate_replay.with_options(refresh_cache=True)(config, base)
+    return replay_dir
+
+
+@task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True,
+      cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
+def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
+    return run_evaluation(config, scratch_file)
+
+
+@task(name="evaluate", retries=1, retry_condition_fn=retry_transient)
 def evaluate(config, out_file: Path, model: str | None = None) -> dict:
     return run_evaluation(config, out_file, model=model)
 
 
-@task(name="fine-tune")
+@task(name="fine-tune", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def fine_tune(config, out_dir: Path) -> dict:
+    # A retry lands in the same directory and resumes from the last checkpoint.
     return run_training(config, out_dir)
+
+
+@task(name="fetch-champion", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def fetch_champion(config, out_dir: Path) -> dict | None:
+    """The current champion as a local HF directory ({model_dir, version}), or None without one."""
+    tracking.setup(config.tracking)
+    return registry.download_champion(config.tracking.registered_model, config.gate.alias, out_dir)
 
 
 @task(name="forgetting-report")

@@ -1,4 +1,4 @@
-"""Prefect task that records a finished pipeline run in MLflow."""
+"""Prefect tasks that record a finished pipeline run in MLflow, register it and apply the gate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from pathlib import Path
 import mlflow
 from prefect import task
 
-from nofrog_core import tracking
+from nofrog_core import registry, tracking
 from nofrog_core.config import dump_config
+from tasks.stages import retry_transient
+
+EVAL_ARTIFACTS = ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png",
+                  "eval_champion.json", "forgetting_vs_champion.json", "forgetting_vs_champion.png")
 
 
-@task(name="log-to-mlflow", retries=2, retry_delay_seconds=[5, 30])
+@task(name="log-to-mlflow", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after: dict, report: dict,
             gate: dict, flow_run_id: str | None) -> str:
     tracking.setup(config.tracking)
@@ -27,10 +31,26 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
                          "gate_reason": gate["reason"], "prefect_flow_run_id": flow_run_id or "",
                          "data_hash": train_meta["data"]["data_hash"]})
         mlflow.log_text(dump_config(config), "config.yaml")
-        for name in ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png"):
-            mlflow.log_artifact(str(run_dir / name), "eval")
+        for name in EVAL_ARTIFACTS:
+            if (run_dir / name).exists():
+                mlflow.log_artifact(str(run_dir / name), "eval")
         for key in ("history", "metadata", "loss_lr_png"):
             mlflow.log_artifact(train[key], "train")
         if train_meta.get("replay"):
-            mlflow.log_artifact(str(Path(train_meta["replay"]["dir"]) / "metadata.json"), "replay")
+            replay_dir = Path(train_meta["replay"]["dir"])
+            mlflow.log_artifact(str(replay_dir / "metadata.json"), "replay")
+            with open(replay_dir / "samples.jsonl") as samples:  # a readable sample, not the whole set
+                texts = [json.loads(line)["text"] for _, line in zip(range(20), samples)]
+            mlflow.log_text("\n\n---\n\n".join(texts), "replay/sample_texts.txt")
         return run.info.run_id
+
+
+@task(name="register-and-gate", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: dict, lineage: dict) -> dict:
+    """Registers the candidate (tags: figures, gate, lineage) and moves the alias only if it passed."""
+    tracking.setup(config.tracking)
+    decision = registry.GateDecision(gate["passed"], gate["reason"])
+    name = config.tracking.registered_model
+    version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
+    promoted = registry.apply_gate(name, version, decision, config.gate.alias)
+    return {"registered_model": name, "version": version, "promoted": promoted, "alias": config.gate.alias}

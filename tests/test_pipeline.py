@@ -14,6 +14,58 @@ def prefect_server():
         yield
 
 
+def replay_task_states() -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="generate-replay")),
+                                     sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    return [run.state.name for run in runs]
+
+
+def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_overrides, tmp_path):
+    from flows.retrain import retrain_pipeline  # the flow itself: CliRunner's captured stdout closes between runs
+
+    def run(*overrides):
+        return retrain_pipeline(None, [*tiny_overrides, "train.max_steps=2", "train.schedule=constant",
+                                       "train.lr=1e-3", "train.lr_max=1e-3", "train.replay_ratio=0.25",
+                                       "replay.num_samples=8", "replay.max_new_tokens=6", *overrides])
+
+    lenient = ("gate.max_forgetting=100", "gate.min_task_gain=-100")
+    first = run(*lenient)
+    second = run("gate.min_task_gain=1000")
+    assert first["registered"]["promoted"] and not second["registered"]["promoted"]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [model] = client.search_registered_models()
+    v1, v2 = sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version))
+    for version in (v1, v2):
+        for tag in ("forgetting", "task_gain", "gate", "gate_reason", "base_model_hash", "data_hash",
+                    "prefect_flow_run_id"):
+            assert version.tags.get(tag), (version.version, tag)
+    assert (v1.tags["gate"], v2.tags["gate"]) == ("passed", "rejected")
+    assert "min_task_gain" in v2.tags["gate_reason"]
+    assert client.get_model_version_by_alias(model.name, "champion").version == v1.version
+
+    # The second run reused the first run's replay samples (same base model, settings and seed).
+    assert len(list((tmp_path / "runs" / "replay-cache").iterdir())) == 1
+    assert replay_task_states()[-2:] == ["Completed", "Cached"]  # Prefect served the second from its cache
+
+    # A third round starts from the champion; the gate still measures against the base model.
+    third = run(*lenient, "model.start_from=champion")
+    v3 = max(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version))
+    assert v3.tags["started_from"] == f"champion v{v1.version}"
+    assert third["champion_report"] is not None
+    run_dir = third["run_dir"]
+    for name in ("eval_base.json", "eval_champion.json", "forgetting_vs_champion.json"):
+        assert (tmp_path / "runs" / run_dir.split("/")[-1] / name).exists(), name
+    assert client.get_model_version_by_alias(model.name, "champion").version == v3.version
+
+
+# Runs last: Prefect's console log handler keeps CliRunner's captured stream, which closes after the
+# invocation, so flows run in this process after a CliRunner invocation fail on logging.
 def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     def as_sets(*overrides):
         return [a for o in overrides for a in ("--set", o)]
@@ -48,5 +100,8 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     assert lenient.exit_code == 0, lenient.output
     assert "gate passed" in lenient.output
     assert client.get_run(run.info.run_id).data.tags["gate"] == "passed"
+    [version] = client.search_model_versions(f"run_id='{run.info.run_id}'")
+    assert client.get_model_version(version.name, version.version).tags["gate"] == "passed"
+    assert client.get_model_version_by_alias(version.name, "champion").version == version.version
     strict = runner.invoke(app, [*gate, *as_sets("gate.min_task_gain=1000")])
     assert "gate rejected" in strict.output and "min_task_gain" in strict.output
