@@ -180,6 +180,28 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
     console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")
 
 
+@app.command()
+def serve(
+    cron: str = typer.Option("0 2 * * *", "--cron", help="When to run, as a cron expression (UTC)."),
+    name: str = typer.Option("nofrog-retrain-served", "--name", help="Deployment name shown in the Prefect UI."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Serve the retraining flow on a cron schedule from this process (Prefect's flow.serve).
+
+    Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
+    """
+    with user_errors():
+        _config(config, overrides)  # validate now, not at 2 a.m.
+        from prefect.schedules import Cron
+
+        Cron(cron)  # a malformed expression fails here, with the expression in the message
+        from flows.retrain import retrain_pipeline
+
+    retrain_pipeline.serve(name=name, schedules=[Cron(cron, timezone="UTC")],
+                           parameters={"config_path": str(config) if config else None, "overrides": list(overrides)})
+
+
 def print_report(report: dict) -> None:
     table = Table(title="Before vs after fine-tuning")
     for column in ("task", "metric", "before", "after", "change"):  # change = (after - before) / before
