@@ -25,7 +25,7 @@ from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.evaluate.runner import write_results
 from tasks import stages
-from tasks.tracking import log_run, register_and_gate
+from tasks.tracking import log_run, log_stage_seconds, register_and_gate
 
 
 def new_run_dir(output_dir: Path) -> Path:
@@ -38,7 +38,7 @@ def run_name() -> str:
     """Flow run names carry the model and the data: 'retrain-gemma-3-270m-on-demo-task-...'."""
     params = flow_run.parameters
     config = load_config(params.get("config_path"), params.get("overrides"))
-    data = Path(config.data.train_file).stem if config.data.train_file else "demo-task"
+    data = Path(config.data.path).stem if config.data.path else "demo-task"
     return f"retrain-{Path(config.model.name_or_path).name}-on-{data}-{uuid.uuid4().hex[:4]}"
 
 
@@ -69,44 +69,66 @@ def markdown_summary(report: dict, decision: dict, registered: dict, champion_re
     return "\n".join(lines)
 
 
+class StageClock:
+    """Wall time per stage, for the run summary, the markdown artifact and MLflow."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, task, *args, **kwargs):
+        started = time.time()
+        try:
+            return task(*args, **kwargs)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.time() - started, 2)
+
+
 @flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
-def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None) -> dict:
+def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
+                     data_path: str | None = None) -> dict:
+    """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up."""
+    overrides = [*(overrides or []), *([f"data.path={data_path}"] if data_path else [])]
     config = load_config(config_path, overrides)  # fails on bad config before any work
     tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
     logger = get_run_logger()
     run_dir = new_run_dir(config.tracking.output_dir)
     logger.info("run directory: %s", run_dir)
-    base = stages.prepare_base_model(config)
-    before = stages.evaluate_base(config, base, run_dir / "eval_base.json")
+    clock = StageClock()
+    base = clock("prepare_base_model", stages.prepare_base_model, config)
+    before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
     if not (run_dir / "eval_base.json").exists():  # served from the cache
         write_results(before, run_dir / "eval_base.json")
     if config.train.replay_ratio > 0 and config.train.replay_dir is None:
         # Replay always samples the original base model, also when training starts from the champion.
-        config = with_replay_dir(config, stages.cached_replay(config, base))
+        config = with_replay_dir(config, clock("replay", stages.cached_replay, config, base))
     train_config, champion = config, None
     if config.model.start_from == "champion":
-        champion = stages.fetch_champion(config, run_dir / "champion")
+        champion = clock("fetch_champion", stages.fetch_champion, config, run_dir / "champion")
         if champion:
             train_config = with_start_model(config, champion["model_dir"])
         else:
             logger.warning("model.start_from=champion, but no version has the alias %r yet: starting from the base",
                            config.gate.alias)
-    train = stages.fine_tune(train_config, run_dir / "train")
-    after = stages.evaluate(config, run_dir / "eval_candidate.json", model=train["model_dir"])
+    train = clock("fine_tune", stages.fine_tune, train_config, run_dir / "train")
+    after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
+                  model=train["model_dir"])
     report = stages.compare(before, after, run_dir / "forgetting.json")
     champion_report = None
     if champion:
-        champion_eval = stages.evaluate(config, run_dir / "eval_champion.json", model=champion["model_dir"])
+        champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
+                              model=champion["model_dir"])
         champion_report = stages.compare(champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config)
-    run_id = log_run(config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
+    run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],
                "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
                "started_from": f"champion v{champion['version']}" if champion else "base"}
-    registered = register_and_gate(config, run_id, train["model_dir"], report, decision, lineage)
+    registered = clock("register_and_gate", register_and_gate, config, run_id, train["model_dir"], report, decision,
+                       lineage)
+    log_stage_seconds(config, run_id, clock.seconds)
     create_markdown_artifact(markdown_summary(report, decision, registered, champion_report),
                              key="forgetting-report", description="Forgetting table and gate decision")
     return {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
             "gate": decision, "registered": registered, "train_steps": train["steps"],
-            "champion_report": champion_report}
+            "champion_report": champion_report, "stage_seconds": clock.seconds}

@@ -175,6 +175,7 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
     console.print(f"registered {registered['registered_model']} version {registered['version']}"
                   + (f" and moved '{registered['alias']}' to it" if registered["promoted"]
                      else f"; '{registered['alias']}' not moved"))
+    console.print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items()))
     console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
     console.print(f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg.tracking)}  (http://127.0.0.1:5000)")
     console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")

@@ -7,6 +7,7 @@ and says what was expected, before any work starts.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -53,8 +54,9 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    train_file: str | None = Field(
-        None, description="JSONL/JSON/Parquet/CSV file or a Hub dataset id; empty = built-in demo task"
+    path: str | None = Field(
+        None, description="training data: a JSONL/JSON/Parquet/CSV file, a directory of them, a glob, or a Hub "
+        "dataset id; empty = built-in demo task"
     )
     eval_file: str | None = Field(None, description="held-out rows; empty = validation split (or demo held-out)")
     format: Literal["auto", "prompt_completion", "messages", "text"] = "auto"
@@ -64,13 +66,18 @@ class DataConfig(Section):
     seed: int = 0
     demo_people: int = Field(120, ge=1, description="size of the built-in demo task")
 
-    @field_validator("train_file", "eval_file")
+    @field_validator("path", "eval_file")
     @classmethod
-    def _local_file_must_exist(cls, value: str | None) -> str | None:
-        # "owner/name" without a file suffix is a Hub dataset id; anything else is a local file.
+    def _local_data_must_exist(cls, value: str | None) -> str | None:
+        # "owner/name" without a file suffix is a Hub dataset id; a pattern must match; anything else must exist.
         if value is None or Path(value).exists() or is_hub_dataset_id(value):
             return value
-        raise ValueError(f"file {value} does not exist (expected a local data file or a Hub dataset id owner/name)")
+        if set("*?[") & set(value):
+            if any(Path(p).is_file() for p in glob.glob(value, recursive=True)):
+                return value
+            raise ValueError(f"pattern {value} matches no file")
+        raise ValueError(f"file {value} does not exist (expected a data file, a directory, a glob or a Hub "
+                         "dataset id owner/name)")
 
 
 class ReplayConfig(Section):

@@ -15,6 +15,7 @@ counts every dropped row and why.
 
 from __future__ import annotations
 
+import glob
 import json
 import random
 from collections import Counter
@@ -26,7 +27,7 @@ import torch
 
 from .config import DATA_SUFFIXES, is_hub_dataset_id
 from .demo_data import write_demo_task
-from .hashing import file_sha256, json_sha256
+from .hashing import file_sha256, files_sha256, json_sha256
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's CE default)
 
@@ -56,6 +57,12 @@ class DataReport:
     rows_kept: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> count
     truncated: int = 0
+
+    def merged(self, other: "DataReport", source: str) -> "DataReport":
+        """One report over several files (their shapes joined when they differ)."""
+        shapes = self.shape if self.shape == other.shape else f"{self.shape}+{other.shape}"
+        return DataReport(source, shapes, self.rows_read + other.rows_read, self.rows_kept + other.rows_kept,
+                          self.dropped + other.dropped, self.truncated + other.truncated)
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "shape": self.shape, "rows_read": self.rows_read,
@@ -204,15 +211,44 @@ def build_examples(
     return examples, report
 
 
+GLOB_CHARACTERS = set("*?[")
+
+
+def data_files(source: str | Path) -> list[Path] | None:
+    """The local files a data source names: a file, a directory (its data files), or a glob;
+    None for a Hub dataset id. Sorted, so the data order does not depend on the file system."""
+    text = str(source)
+    if GLOB_CHARACTERS & set(text):
+        matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        files = [p for p in matches if p.is_file() and p.suffix.lower() in BUILDERS]
+        if not files:
+            raise DataError(f"{text}: the pattern matches no data file ({', '.join(sorted(BUILDERS))})")
+        return files
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BUILDERS)
+        if not files:
+            raise DataError(f"{path}: the directory holds no data file ({', '.join(sorted(BUILDERS))})")
+        return files
+    if not path.exists() and is_hub_dataset_id(text):
+        return None
+    return [path]
+
+
 def load_examples(
     path: str | Path, tokenizer, bos_token_id: int | None, max_length: int, shape: str = "auto",
     on_invalid_row: str = "error",
 ) -> tuple[list[Example], DataReport]:
-    rows = read_rows(path)
-    if shape == "auto":
-        shape = detect_shape(set(rows[0]), Path(path))
+    """Examples from a file, a directory or glob of files (in name order), or a Hub dataset."""
     tokenize = Tokenize(tokenizer, bos_token_id, max_length)
-    return build_examples(rows, tokenize, shape, str(path), on_invalid_row)
+    examples, report = [], None
+    for source in data_files(path) or [str(path)]:
+        rows = read_rows(source)
+        file_shape = detect_shape(set(rows[0]), Path(source)) if shape == "auto" else shape
+        file_examples, file_report = build_examples(rows, tokenize, file_shape, str(source), on_invalid_row)
+        examples += file_examples
+        report = file_report if report is None else report.merged(file_report, str(path))
+    return examples, report
 
 
 def split_train_validation(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -266,15 +302,13 @@ class TaskFiles:
 def task_files(config) -> TaskFiles:
     """The configured training data, or the built-in demo task written once into the cache."""
     data = config.data
-    if data.train_file is None:
+    if data.path is None:
         out = Path(config.model.cache_dir) / "demo_task" / f"people{data.demo_people}-seed{data.seed}"
         paths = write_demo_task(out, data.demo_people, data.seed)
         return TaskFiles(str(paths["train"]), str(paths["heldout"]), file_sha256(paths["train"]))
-    if Path(data.train_file).is_file():
-        data_hash = file_sha256(Path(data.train_file))
-    else:
-        data_hash = json_sha256({"hub_dataset": data.train_file})
-    return TaskFiles(data.train_file, data.eval_file, data_hash)
+    files = data_files(data.path)
+    data_hash = files_sha256(files) if files else json_sha256({"hub_dataset": data.path})
+    return TaskFiles(data.path, data.eval_file, data_hash)
 
 
 def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int,

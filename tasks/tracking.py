@@ -54,3 +54,10 @@ def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: d
     version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
     promoted = registry.apply_gate(name, version, decision, config.gate.alias)
     return {"registered_model": name, "version": version, "promoted": promoted, "alias": config.gate.alias}
+
+
+@task(name="log-stage-times", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def log_stage_seconds(config, run_id: str, seconds: dict[str, float]) -> None:
+    tracking.setup(config.tracking)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"time/{stage}_seconds": value for stage, value in seconds.items()})

@@ -36,7 +36,7 @@ def test_unknown_keys_are_named(tmp_path, yaml_text, key):
     ("replay.temperature=-1", "replay.temperature", "greater than or equal to 0"),
     ("replay.num_samples=0", "replay.num_samples", "greater than or equal to 1"),
     ("train.schedule=linear", "train.schedule", "'finch', 'constant' or 'cosine'"),
-    ("data.train_file=/no/such/file.jsonl", "data.train_file", "does not exist"),
+    ("data.path=/no/such/file.jsonl", "data.path", "does not exist"),
 ])
 def test_invalid_values_name_key_and_expectation(override, key, expected):
     with pytest.raises(ConfigError) as err:
@@ -50,9 +50,9 @@ def test_finch_cap_below_base_lr_is_rejected():
 
 
 def test_hub_dataset_ids_pass_but_local_files_must_exist():
-    assert load_config(None, ["data.train_file=someone/some-dataset"]).data.train_file == "someone/some-dataset"
-    with pytest.raises(ConfigError, match="data.train_file"):
-        load_config(None, ["data.train_file=someone/missing.jsonl"])
+    assert load_config(None, ["data.path=someone/some-dataset"]).data.path == "someone/some-dataset"
+    with pytest.raises(ConfigError, match="data.path"):
+        load_config(None, ["data.path=someone/missing.jsonl"])
 
 
 @pytest.mark.parametrize("text", ["train.lr", "=3", "lr=3", "train..lr=3"])

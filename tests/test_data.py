@@ -128,3 +128,25 @@ def test_collate_pads_without_attention_or_loss(tmp_path, tokenizer):
     short = len(examples[1].input_ids)
     assert batch["attention_mask"][1, short:].sum() == 0
     assert (batch["labels"][1, short:] == IGNORE_INDEX).all()
+
+
+def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_path):
+    from nofrog_core.config import ConfigError
+    from nofrog_core.data import data_files, task_files
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    write_jsonl(incoming / "b.jsonl", [{"text": "plain words"}])
+    write_jsonl(incoming / "a.jsonl", [{"prompt": "Q1", "completion": " one"}, {"prompt": "Q2", "completion": " two"}])
+    (incoming / "notes.txt").write_text("not data")
+    assert data_files(incoming) == [incoming / "a.jsonl", incoming / "b.jsonl"]
+    assert data_files(str(incoming / "*.jsonl")) == [incoming / "a.jsonl", incoming / "b.jsonl"]
+    config = tiny_config(f"data.path={incoming}/*.jsonl")
+    tokenizer = AutoTokenizer.from_pretrained(config.model.name_or_path)
+    examples, report = load_examples(config.data.path, tokenizer, tokenizer.bos_token_id, 64)
+    assert report.rows_kept == 3 and len(examples) == 3 and report.shape == "prompt_completion+text"
+    before = task_files(config).data_hash
+    write_jsonl(incoming / "c.jsonl", [{"prompt": "Q3", "completion": " three"}])
+    assert task_files(config).data_hash != before  # new data, new lineage
+    with pytest.raises(ConfigError, match="matches no file"):
+        tiny_config(f"data.path={tmp_path}/nothing-*.jsonl")
