@@ -25,7 +25,7 @@ from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.evaluate.runner import write_results
 from tasks import stages
-from tasks.tracking import log_run, log_stage_seconds, register_and_gate
+from tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
 
 def new_run_dir(output_dir: Path) -> Path:
@@ -74,8 +74,10 @@ class StageClock:
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.current = "start"  # the stage running now: named when a run fails
 
     def __call__(self, name: str, task, *args, **kwargs):
+        self.current = name
         started = time.time()
         try:
             return task(*args, **kwargs)
@@ -90,10 +92,19 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
     overrides = [*(overrides or []), *([f"data.path={data_path}"] if data_path else [])]
     config = load_config(config_path, overrides)  # fails on bad config before any work
     tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
-    logger = get_run_logger()
     run_dir = new_run_dir(config.tracking.output_dir)
-    logger.info("run directory: %s", run_dir)
+    get_run_logger().info("run directory: %s", run_dir)
     clock = StageClock()
+    try:
+        return run_stages(config, run_dir, clock)
+    except Exception as err:
+        # Whatever the failed stage left (eval JSONs, training history) goes to MLflow; nothing is registered.
+        log_failed_run(config, run_dir, clock.current, err)
+        raise
+
+
+def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
+    logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
     before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
     if not (run_dir / "eval_base.json").exists():  # served from the cache
@@ -102,12 +113,12 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
         # Replay always samples the original base model, also when training starts from the champion.
         config = with_replay_dir(config, clock("replay", stages.cached_replay, config, base))
     train_config, champion = config, None
-    if config.model.start_from == "champion":
+    if config.model.start_from == "champion" or config.gate.require_beat_champion:
         champion = clock("fetch_champion", stages.fetch_champion, config, run_dir / "champion")
-        if champion:
+        if champion and config.model.start_from == "champion":
             train_config = with_start_model(config, champion["model_dir"])
-        else:
-            logger.warning("model.start_from=champion, but no version has the alias %r yet: starting from the base",
+        elif not champion:
+            logger.warning("no version has the alias %r yet: starting from the base, nothing to beat",
                            config.gate.alias)
     train = clock("fine_tune", stages.fine_tune, train_config, run_dir / "train")
     after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
@@ -118,12 +129,12 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
         champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
                               model=champion["model_dir"])
         champion_report = stages.compare(champion_eval, after, run_dir / "forgetting_vs_champion.json")
-    decision = stages.gate(report, config)
+    decision = stages.gate(report, config, champion_report)
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],
                "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
-               "started_from": f"champion v{champion['version']}" if champion else "base"}
+               "started_from": f"champion v{champion['version']}" if train_config is not config else "base"}
     registered = clock("register_and_gate", register_and_gate, config, run_id, train["model_dir"], report, decision,
                        lineage)
     log_stage_seconds(config, run_id, clock.seconds)

@@ -37,8 +37,9 @@ err_console = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file (default: built-in defaults).")
 SetOption = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable).")
+# ConnectionError: an unreachable tracking server, named in the message.
 USER_ERRORS = (ConfigError, DataError, ModelError, ReplayError, ControlError, FileExistsError, FileNotFoundError,
-               ValueError)
+               ValueError, ConnectionError)
 
 
 @contextmanager
@@ -166,6 +167,9 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
 
     with user_errors():
         cfg = _config(config, overrides)  # validate before Prefect starts
+        from .tracking import check_reachable
+
+        check_reachable(cfg.tracking)
         from flows.retrain import retrain_pipeline  # Prefect lives outside the library
 
         summary = retrain_pipeline(str(config) if config else None, list(overrides))

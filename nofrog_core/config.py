@@ -183,6 +183,9 @@ class GateConfig(Section):
     max_forgetting: float = Field(0.03, ge=0.0, description="largest allowed aggregate forgetting (fraction)")
     min_task_gain: float = Field(0.0, description="smallest allowed task gain")
     alias: str = Field("champion", min_length=1)
+    require_beat_champion: bool = Field(
+        False, description="also require a task score above the current champion's (evaluates the champion)"
+    )
 
 
 class TrackingConfig(Section):

@@ -21,15 +21,22 @@ class GateDecision:
         return "passed" if self.passed else "rejected"
 
 
-def decide(forgetting: float, task_gain: float, gate_config) -> GateDecision:
+def decide(forgetting: float, task_gain: float, gate_config, gain_over_champion: float | None = None) -> GateDecision:
+    """`gain_over_champion`: the candidate's task gain over the current champion's, when
+    `gate.require_beat_champion` asks for it (None: there is no champion to beat)."""
     if not (math.isfinite(forgetting) and math.isfinite(task_gain)):
         return GateDecision(False, f"gate inputs not finite (forgetting={forgetting}, task_gain={task_gain})")
     if forgetting > gate_config.max_forgetting:
         return GateDecision(False, f"forgetting {forgetting:.4f} > gate.max_forgetting {gate_config.max_forgetting}")
     if task_gain < gate_config.min_task_gain:
         return GateDecision(False, f"task gain {task_gain:.4f} < gate.min_task_gain {gate_config.min_task_gain}")
-    return GateDecision(True, f"forgetting {forgetting:.4f} <= {gate_config.max_forgetting} and "
-                              f"task gain {task_gain:.4f} >= {gate_config.min_task_gain}")
+    reason = f"forgetting {forgetting:.4f} <= {gate_config.max_forgetting} and " \
+             f"task gain {task_gain:.4f} >= {gate_config.min_task_gain}"
+    if gate_config.require_beat_champion and gain_over_champion is not None:
+        if not (math.isfinite(gain_over_champion) and gain_over_champion > 0):
+            return GateDecision(False, f"task score does not beat the champion's (gain over it {gain_over_champion:.4f})")
+        reason += f" and beats the champion by {gain_over_champion:.4f}"
+    return GateDecision(True, reason)
 
 
 def version_tags(report: dict, decision: GateDecision, lineage: dict[str, str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ def tracking_uri(tracking_config) -> str:
     return tracking_config.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-class TrackingUnreachable(RuntimeError):
+class TrackingUnreachable(ConnectionError):
     """The MLflow server does not answer; raised before any training starts."""
 
 

@@ -121,6 +121,7 @@ def compare(before: dict, after: dict, out_file: Path) -> dict:
 
 
 @task(name="gate")
-def gate(report: dict, config) -> dict:
-    decision = decide(report["forgetting"], report["task_gain"], config.gate)
+def gate(report: dict, config, champion_report: dict | None = None) -> dict:
+    gain_over_champion = champion_report["task_gain"] if champion_report else None
+    decision = decide(report["forgetting"], report["task_gain"], config.gate, gain_over_champion)
     return {"passed": decision.passed, "label": decision.label, "reason": decision.reason}

@@ -61,3 +61,26 @@ def log_stage_seconds(config, run_id: str, seconds: dict[str, float]) -> None:
     tracking.setup(config.tracking)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"time/{stage}_seconds": value for stage, value in seconds.items()})
+
+
+FAILED_RUN_FILES = ("eval_base.json", "eval_candidate.json", "eval_champion.json", "forgetting.json",
+                    "train/history.jsonl", "train/history_reference.jsonl", "train/run_config.json",
+                    "train/training_summary.json")
+
+
+@task(name="log-failed-run")
+def log_failed_run(config, run_dir: Path, stage: str, error: BaseException) -> str | None:
+    """An MLflow run for a failed pipeline run: which stage failed, why, and the files it left."""
+    try:
+        tracking.setup(config.tracking)
+        with mlflow.start_run(run_name=f"{run_dir.name}-failed") as run:
+            mlflow.set_tags({"status": "failed", "failed_stage": stage,
+                             "error": f"{type(error).__name__}: {error}"[:5000]})
+            tracking.log_params(config.flat())
+            for name in FAILED_RUN_FILES:
+                if (run_dir / name).exists():
+                    mlflow.log_artifact(str(run_dir / name), "partial")
+            return run.info.run_id
+    except Exception as logging_error:  # the stage's own error is the one to report
+        print(f"could not record the failed run in MLflow: {logging_error}")
+        return None

@@ -64,6 +64,38 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
     assert client.get_model_version_by_alias(model.name, "champion").version == v3.version
 
 
+
+def test_an_unreachable_mlflow_server_fails_the_run_before_any_training(tiny_overrides, tmp_path):
+    import socket
+
+    from flows.retrain import retrain_pipeline
+    from nofrog_core.tracking import TrackingUnreachable
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(TrackingUnreachable, match=uri):
+        retrain_pipeline(None, [*tiny_overrides, f"tracking.uri={uri}"])
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+
+def test_a_failed_stage_fails_the_flow_logs_what_exists_and_registers_nothing(tiny_overrides, tmp_path):
+    from flows.retrain import retrain_pipeline
+
+    # freeze_bottom passes the config check (a fraction) but a LoRA target that matches no module fails
+    # the fine-tune stage, after the base model was evaluated.
+    with pytest.raises(ValueError, match="target_modules"):
+        retrain_pipeline(None, [*tiny_overrides, "train.max_steps=1", "train.lora.enabled=true",
+                                "train.lora.target_modules=[no_such_proj]"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("nofrog").experiment_id])
+    assert run.data.tags["status"] == "failed" and run.data.tags["failed_stage"] == "fine_tune"
+    assert "target_modules" in run.data.tags["error"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "partial")} == {"partial/eval_base.json"}
+    assert client.search_registered_models() == []
+
+
 # Runs last: Prefect's console log handler keeps CliRunner's captured stream, which closes after the
 # invocation, so flows run in this process after a CliRunner invocation fail on logging.
 def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):

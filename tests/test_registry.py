@@ -20,3 +20,12 @@ def test_gate_rule(forgetting, gain, passed, why):
     decision = decide(forgetting, gain, GATE)
     assert decision.passed is passed and why in decision.reason
     assert decision.label == ("passed" if passed else "rejected")
+
+
+def test_gate_can_require_beating_the_champion():
+    strict = load_config(None, ["gate.require_beat_champion=true"]).gate
+    assert decide(0.0, 1.0, strict, gain_over_champion=0.2).passed
+    worse = decide(0.0, 1.0, strict, gain_over_champion=-0.1)
+    assert not worse.passed and "champion" in worse.reason
+    assert decide(0.0, 1.0, strict, gain_over_champion=None).passed  # no champion yet: nothing to beat
+    assert decide(0.0, 1.0, GATE, gain_over_champion=-0.1).passed  # off by default
