@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import DATA_SUFFIXES, is_hub_dataset_id
+from .config import is_hub_dataset_id
 from .demo_data import write_demo_task
 from .hashing import file_sha256, files_sha256, json_sha256
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from nofrog_core.data import collate
 from nofrog_core.losses import anchor_logprobs, chunked_losses, labelled_hidden
 from nofrog_core.plots import read_history
 from nofrog_core.train.loop import student_phase_plan

@@ -16,7 +16,7 @@ outside the module's parameters: DDP must not see them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
