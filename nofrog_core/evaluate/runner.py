@@ -7,16 +7,29 @@ import time
 from pathlib import Path
 
 from .. import models
-from . import builtin
+from . import builtin, harness, yaml_tasks
 
 KNOWN_TASKS = ("demo_task", "general_text")
 
 
+def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
+    """The task YAMLs named in `tasks` (files, or directories of them), loaded and checked before any scoring."""
+    unknown = [t for t in tasks if t not in KNOWN_TASKS and not Path(t).exists()]
+    if unknown:
+        raise ValueError(f"eval.tasks: unknown task(s) {unknown}; expected built-in names {list(KNOWN_TASKS)} "
+                         "or paths to task YAML files or directories")
+    specs = {}
+    for entry in tasks:
+        if entry not in KNOWN_TASKS:
+            for path in yaml_tasks.task_yaml_files(Path(entry)):
+                spec = yaml_tasks.load_task(path)
+                specs[spec.name] = spec
+    return specs
+
+
 def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout_path: Path | None) -> dict:
     """Results dict in lm-eval's schema: results.<task>."<metric>,none"."""
-    unknown = [t for t in tasks if t not in KNOWN_TASKS]
-    if unknown:
-        raise ValueError(f"eval.tasks: unknown task(s) {unknown}; available: {list(KNOWN_TASKS)}")
+    specs = load_yaml_tasks(tasks)
     if "demo_task" in tasks and heldout_path is None:
         raise ValueError("eval.tasks: demo_task needs held-out rows (data.eval_file or the built-in demo task)")
     started = time.time()
@@ -24,8 +37,13 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
     pad = models.pad_token_id(tokenizer)
     args = (model, tokenizer, bos, config.eval, pad, config.train.loss_chunk_size)
-    results, n_samples = {}, {}
-    for task in tasks:
+    results, n_samples, versions, configs = {}, {}, {}, {}
+    for spec in specs.values():
+        results[spec.name] = harness.run_task(spec, *args)
+        n_samples[spec.name] = {"original": len(spec.docs), "effective": len(spec.docs)}
+        versions[spec.name], configs[spec.name] = spec.version, {**spec.raw, "source": str(spec.source)}
+    for task in (t for t in tasks if t in KNOWN_TASKS):
+        versions[task] = 1
         if task == "demo_task":
             metrics, n = builtin.demo_task(*args, heldout_path=heldout_path)
         else:
@@ -34,7 +52,8 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
         n_samples[task] = {"original": n, "effective": n}
     return {
         "results": results,
-        "versions": {t: 1 for t in tasks},
+        "versions": versions,
+        "configs": configs,
         "n-samples": n_samples,
         "config": {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
                    "batch_size": config.eval.batch_size, "max_length": config.eval.max_length},

@@ -1,0 +1,134 @@
+"""Scoring lm-eval task YAMLs on an HF causal LM, the way lm-eval's HFLM does.
+
+- Context and continuation are encoded as lm-eval's `_encode_pair` does:
+  trailing spaces of the context move to the continuation, the pair is encoded
+  whole and the continuation is what follows the encoded context. Every
+  encoding starts with BOS (what Gemma needs, and what HFLM does for it).
+- Loglikelihoods run batched, longest first, through nofrog's chunked scorer.
+- `acc` = the right choice has the highest loglikelihood; `acc_norm` = the
+  same after dividing each by its choice's length in characters.
+- Rolling loglikelihood scores every token of a document once, in disjoint
+  windows of `max_length` (lm-eval's get_rolling_token_windows with
+  context_len=1); word_perplexity, byte_perplexity and bits_per_byte as lm-eval
+  defines them. Standard errors are lm-eval's (sample std / sqrt(n)).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+
+from ..data import IGNORE_INDEX, Example
+from .scoring import sequence_nll
+from .yaml_tasks import TaskSpec
+
+
+class Encoder:
+    def __init__(self, tokenizer, bos_token_id: int | None, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.prefix = [bos_token_id] if bos_token_id is not None else []
+
+    def encode(self, text: str) -> list[int]:
+        return self.prefix + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole, head = self.encode(context + continuation), self.encode(context)
+        return head, whole[len(head):]
+
+    def example(self, context: list[int], continuation: list[int]) -> Example:
+        """Scores `continuation` given `context`, keeping the last max_length + 1 tokens (lm-eval truncates left)."""
+        ids = (context + continuation)[-(self.max_length + 1):]
+        scored = min(len(continuation), len(ids) - 1)
+        return Example(ids, [IGNORE_INDEX] * (len(ids) - scored) + ids[len(ids) - scored:])
+
+    def rolling_windows(self, text: str) -> list[Example]:
+        tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        prefix = self.prefix or [self.tokenizer.eos_token_id]
+        windows = []
+        for start in range(0, len(tokens), self.max_length):
+            target = tokens[start : start + self.max_length]
+            context = prefix if start == 0 else tokens[max(0, start + len(target) - self.max_length - 1) : start]
+            windows.append(Example(context + target, [IGNORE_INDEX] * len(context) + target))
+        return windows
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return mean, stderr
+
+
+def loglikelihoods(model, examples: list[Example], batch_size: int, pad_token_id: int, chunk_size: int,
+                   desc: str) -> list[float]:
+    nll, _ = sequence_nll(model, examples, batch_size, pad_token_id, chunk_size, desc=desc)
+    return [-value for value in nll]
+
+
+def score_multiple_choice(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+    requests, spans = [], []
+    for index, doc in enumerate(task.docs):
+        context = task.context(doc, index)
+        choices = task.choices(doc)
+        spans.append((len(requests), choices, task.gold(doc)))
+        requests += [encoder.example(*encoder.pair(context, task.target_delimiter + c)) for c in choices]
+    lls = loglikelihoods(model, requests, batch_size, pad, chunk, task.name)
+    acc, acc_norm = [], []
+    for start, choices, gold in spans:
+        scores = lls[start : start + len(choices)]
+        normed = [s / len(c) for s, c in zip(scores, choices)]
+        acc.append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
+        acc_norm.append(float(max(range(len(normed)), key=normed.__getitem__) == gold))
+    metrics = {}
+    for name, values in (("acc", acc), ("acc_norm", acc_norm)):
+        metrics[name], metrics[f"{name}_stderr"] = mean_and_stderr(values)
+    return metrics, sum(len(r.input_ids) for r in requests)
+
+
+def score_loglikelihood(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+    requests = [encoder.example(*encoder.pair(task.context(doc, i), task.target_delimiter
+                                              + str(task.resolve("doc_to_target", doc))))
+                for i, doc in enumerate(task.docs)]
+    lls = loglikelihoods(model, requests, batch_size, pad, chunk, task.name)
+    metrics = {"perplexity": math.exp(-sum(lls) / len(lls))}
+    return metrics, sum(len(r.input_ids) for r in requests)
+
+
+def score_rolling(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+    texts = [str(task.resolve("doc_to_target", doc)) for doc in task.docs]
+    windows, owner = [], []
+    for index, text in enumerate(texts):
+        for window in encoder.rolling_windows(text):
+            windows.append(window)
+            owner.append(index)
+    lls = loglikelihoods(model, windows, batch_size, pad, chunk, task.name)
+    total = sum(lls)
+    words = sum(len(re.split(r"\s+", t)) for t in texts)
+    num_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    metrics = {"word_perplexity": math.exp(-total / words), "byte_perplexity": math.exp(-total / num_bytes),
+               "bits_per_byte": -total / num_bytes / math.log(2)}
+    return metrics, sum(len(w.input_ids) for w in windows)
+
+
+SCORERS = {"multiple_choice": score_multiple_choice, "loglikelihood": score_loglikelihood,
+           "loglikelihood_rolling": score_rolling}
+
+
+def run_task(task: TaskSpec, model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size) -> dict:
+    """lm-eval's results entry for one task: "<metric>,none" keys, plus tokens/s of scoring."""
+    scorer = SCORERS.get(task.output_type)
+    if scorer is None:
+        raise NotImplementedError(f"{task.source}: output_type {task.output_type} is not scored by nofrog yet")
+    encoder = Encoder(tokenizer, bos_token_id, eval_config.max_length)
+    started = time.time()
+    metrics, tokens = scorer(task, model, encoder, eval_config.batch_size, pad_token_id, chunk_size)
+    seconds = time.time() - started
+    entry = {"alias": task.name}
+    for name, value in metrics.items():
+        entry[f"{name},none"] = value
+    entry["tokens_per_second"] = tokens / seconds if seconds > 0 else math.nan
+    return entry
