@@ -174,7 +174,10 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    tasks: list[str] = Field(default_factory=lambda: ["demo_task", "general_text"])
+    tasks: list[str] = Field(
+        default_factory=lambda: ["demo_task", "general"],
+        description="built-in tasks or suites (demo_task, general, general_text) and paths to lm-eval task YAMLs",
+    )
     batch_size: int = Field(8, ge=1)
     max_length: int = Field(512, ge=8)
 

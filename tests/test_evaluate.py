@@ -47,3 +47,16 @@ def test_forgetting_is_sign_aware():
     improved = forgetting_report(results(20.0, 8.0), results(18.0, 9.0))
     assert improved["forgetting"] == pytest.approx(-0.1) and improved["forgetting_clipped"] == 0.0
     assert improved["task_gain"] == pytest.approx(-1.0)
+
+
+def test_forgetting_averages_accuracy_and_perplexity_tasks_sign_aware():
+    def results(ppl, knowledge, arithmetic):
+        return {"results": {"general_text": {"word_perplexity,none": ppl},
+                            "world_knowledge": {"acc,none": knowledge}, "arithmetic": {"acc,none": arithmetic}}}
+
+    report = forgetting_report(results(20.0, 0.8, 0.4), results(25.0, 0.6, 0.5))
+    drops = {row["task"]: row["relative_drop"] for row in report["general"]}
+    # perplexity up 25% = a 25% drop; accuracy 0.8 -> 0.6 = 25% drop; 0.4 -> 0.5 = 25% gain
+    assert drops == pytest.approx({"general_text": 0.25, "world_knowledge": 0.25, "arithmetic": -0.25})
+    assert report["forgetting"] == pytest.approx(0.25 / 3)
+    assert report["forgetting_clipped"] == pytest.approx(0.5 / 3)

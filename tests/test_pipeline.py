@@ -35,7 +35,7 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
 
     lenient = ("gate.max_forgetting=100", "gate.min_task_gain=-100")
     first = run(*lenient)
-    second = run("gate.min_task_gain=1000")
+    second = run("gate.max_forgetting=100", "gate.min_task_gain=1000")
     assert first["registered"]["promoted"] and not second["registered"]["promoted"]
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -48,3 +48,20 @@ def test_quick_config_runs_end_to_end(tmp_path):
     [run] = client.search_runs([client.get_experiment_by_name("nofrog-quick").experiment_id])
     assert run.data.metrics["task_gain"] == pytest.approx(report["task_gain"])
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 6
+
+
+# The default base model's scores on the general suite's multiple-choice tasks, recorded from
+# `nofrog eval` on the bundled Gemma 3 270M (chance is 0.25): a change to scoring, templates or the
+# model conversion shows up here.
+RECORDED_BASE_ACC = {"world_knowledge": 0.7666666666666667, "arithmetic": 0.4166666666666667}
+
+
+@pytest.mark.slow
+def test_general_suite_base_scores_are_recorded(tmp_path):
+    from nofrog_core.evaluate.runner import SUITES_DIR
+    from nofrog_core.evaluate.stage import run_evaluation
+
+    config = load_config(None, [])
+    results = run_evaluation(config, tmp_path / "general.json", tasks=[str(SUITES_DIR / "general")])
+    for task, acc in RECORDED_BASE_ACC.items():
+        assert results["results"][task]["acc,none"] == pytest.approx(acc, abs=1 / 60 + 1e-9), task  # one item

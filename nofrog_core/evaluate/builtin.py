@@ -24,8 +24,11 @@ HIGHER_IS_BETTER = {
     "word_perplexity": False,
     "byte_perplexity": False,
     "bits_per_byte": False,
+    "acc": True,
+    "acc_norm": True,
 }
-GENERAL_SUITE = {"general_text": "word_perplexity"}  # task -> the metric forgetting is measured on
+# task -> the metric forgetting is measured on (the `general` suite; a task missing from a result is skipped)
+GENERAL_SUITE = {"general_text": "word_perplexity", "world_knowledge": "acc", "arithmetic": "acc"}
 TASK_METRIC = {"demo_task": "answer_loss"}  # task -> the metric task gain is measured on
 
 

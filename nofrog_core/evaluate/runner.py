@@ -10,13 +10,26 @@ from .. import models
 from . import builtin, harness, yaml_tasks
 
 KNOWN_TASKS = ("demo_task", "general_text")
+SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
+# Built-in suites: names that stand for several tasks.
+SUITES = {"general": [str(SUITES_DIR / "general"), "general_text"]}
+
+
+def expand_suites(tasks: list[str]) -> list[str]:
+    expanded = []
+    for task in tasks:
+        for member in SUITES.get(task, [task]):
+            if member not in expanded:
+                expanded.append(member)
+    return expanded
 
 
 def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
     """The task YAMLs named in `tasks` (files, or directories of them), loaded and checked before any scoring."""
     unknown = [t for t in tasks if t not in KNOWN_TASKS and not Path(t).exists()]
     if unknown:
-        raise ValueError(f"eval.tasks: unknown task(s) {unknown}; expected built-in names {list(KNOWN_TASKS)} "
+        raise ValueError(f"eval.tasks: unknown task(s) {unknown}; expected built-in names "
+                         f"{[*SUITES, *KNOWN_TASKS]} "
                          "or paths to task YAML files or directories")
     specs = {}
     for entry in tasks:
@@ -29,6 +42,7 @@ def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
 
 def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout_path: Path | None) -> dict:
     """Results dict in lm-eval's schema: results.<task>."<metric>,none"."""
+    tasks = expand_suites(tasks)
     specs = load_yaml_tasks(tasks)
     if "demo_task" in tasks and heldout_path is None:
         raise ValueError("eval.tasks: demo_task needs held-out rows (data.eval_file or the built-in demo task)")
