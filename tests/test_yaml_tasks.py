@@ -105,3 +105,19 @@ def test_bad_yaml_names_the_file_and_the_field(tmp_path, change, message):
     with pytest.raises(TaskError, match=message) as err:
         load_task(path)
     assert str(path) in str(err.value)
+
+
+def test_generate_until_scores_exact_match_of_greedy_text(tiny_config, tiny_model_dir, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = "the river"
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
+    greedy = model.generate(input_ids=ids, do_sample=False, max_new_tokens=3, pad_token_id=tokenizer.pad_token_id)
+    continuation = tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True)
+    write_jsonl(tmp_path / "gen.jsonl", [{"q": prompt, "a": continuation}, {"q": prompt, "a": "surely not this"}])
+    write_task(tmp_path, "tiny_gen", dataset_path="json", dataset_kwargs={"data_files": {"test": "gen.jsonl"}},
+               test_split="test", output_type="generate_until", doc_to_text="q", doc_to_target="a",
+               generation_kwargs={"until": ["\n\n"], "max_gen_toks": 3}, metric_list=[{"metric": "exact_match"}])
+    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), tiny_config(), [str(tmp_path / "tiny_gen.yaml")],
+                             None)
+    assert results["results"]["tiny_gen"]["exact_match,none"] == pytest.approx(0.5)  # the greedy one matches

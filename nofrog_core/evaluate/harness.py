@@ -11,6 +11,9 @@
   windows of `max_length` (lm-eval's get_rolling_token_windows with
   context_len=1); word_perplexity, byte_perplexity and bits_per_byte as lm-eval
   defines them. Standard errors are lm-eval's (sample std / sqrt(n)).
+- generate_until: greedy decoding up to `generation_kwargs.max_gen_toks` (256),
+  cut at the first `until` string, scored by exact match with lm-eval's
+  options (ignore_case, ignore_punctuation, regexes_to_ignore).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import string
 import time
+
+from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example
 from .scoring import sequence_nll
@@ -114,15 +120,72 @@ def score_rolling(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chun
     return metrics, sum(len(w.input_ids) for w in windows)
 
 
+def exact_match_options(task: TaskSpec) -> dict:
+    """lm-eval's exact_match options from metric_list (ignore_case, ignore_punctuation, regexes_to_ignore)."""
+    for entry in task.raw.get("metric_list") or []:
+        if isinstance(entry, dict) and entry.get("metric") == "exact_match":
+            return {k: entry[k] for k in ("ignore_case", "ignore_punctuation", "regexes_to_ignore") if k in entry}
+    return {}
+
+
+def normalise(text: str, options: dict) -> str:
+    for pattern in options.get("regexes_to_ignore", []):
+        text = re.sub(pattern, "", text)
+    if options.get("ignore_case"):
+        text = text.lower()
+    if options.get("ignore_punctuation"):
+        text = text.translate(str.maketrans("", "", string.punctuation))
+    return text
+
+
+def generate_greedy(model, tokenizer, encoder: Encoder, context: str, until: list[str], max_new_tokens: int) -> str:
+    import torch
+
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    ids = torch.tensor([encoder.encode(context)[-encoder.max_length:]], device=next(model.parameters()).device)
+
+    class UntilSeen(StoppingCriteria):
+        # Decodes the new tokens: works with any tokenizer (transformers' stop_strings needs a BPE-like vocabulary).
+        def __call__(self, input_ids, scores, **kwargs):
+            text = tokenizer.decode(input_ids[0, ids.shape[1]:], skip_special_tokens=True)
+            return any(stop in text for stop in until)
+
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_tokens, stopping_criteria=StoppingCriteriaList([UntilSeen()]),
+                             pad_token_id=tokenizer.pad_token_id)
+    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    for stop in until:  # cut at the first stop string, as lm-eval does
+        text = text.split(stop)[0]
+    return text
+
+
+def score_generate_until(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+    kwargs = task.generation_kwargs
+    until = kwargs.get("until", [task.fewshot_delimiter])
+    until = [until] if isinstance(until, str) else list(until)
+    max_new = int(kwargs.get("max_gen_toks", 256))
+    options = exact_match_options(task)
+    matches, tokens = [], 0
+    model.eval()
+    for index, doc in enumerate(tqdm(task.docs, desc=task.name, leave=False)):
+        prediction = generate_greedy(model, encoder.tokenizer, encoder, task.context(doc, index), until, max_new)
+        target = str(task.resolve("doc_to_target", doc))
+        matches.append(float(normalise(prediction, options) == normalise(target, options)))
+        tokens += len(encoder.tokenizer(prediction, add_special_tokens=False)["input_ids"])
+    metrics = {}
+    metrics["exact_match"], metrics["exact_match_stderr"] = mean_and_stderr(matches)
+    return metrics, tokens
+
+
 SCORERS = {"multiple_choice": score_multiple_choice, "loglikelihood": score_loglikelihood,
-           "loglikelihood_rolling": score_rolling}
+           "loglikelihood_rolling": score_rolling, "generate_until": score_generate_until}
 
 
 def run_task(task: TaskSpec, model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size) -> dict:
     """lm-eval's results entry for one task: "<metric>,none" keys, plus tokens/s of scoring."""
-    scorer = SCORERS.get(task.output_type)
-    if scorer is None:
-        raise NotImplementedError(f"{task.source}: output_type {task.output_type} is not scored by nofrog yet")
+    scorer = SCORERS[task.output_type]
     encoder = Encoder(tokenizer, bos_token_id, eval_config.max_length)
     started = time.time()
     metrics, tokens = scorer(task, model, encoder, eval_config.batch_size, pad_token_id, chunk_size)
