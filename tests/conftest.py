@@ -28,13 +28,16 @@ def _vocabulary() -> list[str]:
     return SPECIALS + words
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def build_tiny_model(directory: Path, seed: int = 0, adds_bos: bool = False) -> Path:
+    """`adds_bos`: the tokenizer puts BOS in front of every encoding by itself, as Gemma's does."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(_vocabulary())}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    if adds_bos:
+        backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
                                         pad_token="<pad>", unk_token="<unk>")
     config = Gemma3TextConfig(

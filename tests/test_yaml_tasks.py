@@ -74,14 +74,14 @@ def test_rolling_loglikelihood_scores_every_token_once(tiny_config, tiny_model_d
                test_split="test", output_type="loglikelihood_rolling", doc_to_target="{{page}}")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+    tokens = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]  # lm-eval keeps BOS
     encoder = Encoder(tokenizer, tokenizer.bos_token_id, 16)
     windows = encoder.rolling_windows(text)
     assert len(tokens) > 32 and len(windows) == math.ceil(len(tokens) / 16)
     assert [t for w in windows for t in w.labels if t != -100] == tokens  # each token scored exactly once
     assert all(len(w.input_ids) <= 17 for w in windows)
 
-    # With the whole document in one window, the score is the plain log-likelihood given BOS.
+    # With the whole document in one window, the score is the log-likelihood of BOS + document given BOS.
     config = tiny_config("eval.max_length=128")
     results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), config, [str(tmp_path / "tiny_ppl.yaml")], None)
     total = hand_loglikelihood(model, [tokenizer.bos_token_id], tokens)

@@ -53,7 +53,11 @@ class Encoder:
         return Example(ids, [IGNORE_INDEX] * (len(ids) - scored) + ids[len(ids) - scored:])
 
     def rolling_windows(self, text: str) -> list[Example]:
-        tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # As lm-eval 0.4.13's HFLM: the token list is the encoded document *with* its BOS, and the
+        # first window is conditioned on a prefix token (BOS, else EOS), so P(BOS | BOS) is scored
+        # too. Measured on Gemma 3 270M this is what makes lm-eval's word perplexity 33.56 where
+        # the document given BOS scores 25.06 (nofrog's built-in general_text).
+        tokens = self.encode(text)
         prefix = self.prefix or [self.tokenizer.eos_token_id]
         windows = []
         for start in range(0, len(tokens), self.max_length):

@@ -24,16 +24,37 @@ def expand_suites(tasks: list[str]) -> list[str]:
     return expanded
 
 
+def harness_task_names(tasks: list[str]) -> list[str]:
+    """Names that are neither built in nor paths: lm-evaluation-harness tasks, when its extra is installed."""
+    names = [t for t in tasks if t not in KNOWN_TASKS and not Path(t).exists()]
+    if not names:
+        return []
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise ValueError(f"eval.tasks: unknown task(s) {names}; expected built-in names {[*SUITES, *KNOWN_TASKS]}, "
+                         "paths to task YAML files or directories, or lm-eval task names with the lm-eval extra "
+                         "installed (pip install -e '.[lm-eval]')") from None
+    unknown = [n for n in names if n not in TaskManager().all_tasks]
+    if unknown:
+        raise ValueError(f"eval.tasks: {unknown} are neither built-in tasks, paths, nor lm-eval tasks")
+    return names
+
+
+def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> dict:
+    """lm-eval's own simple_evaluate on the model directory; its results land in the same report."""
+    from lm_eval import simple_evaluate
+
+    dtype = config.model.dtype
+    return simple_evaluate(model="hf", model_args=f"pretrained={model_ref.path},dtype={dtype}", tasks=names,
+                           batch_size=config.eval.batch_size)
+
+
 def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
     """The task YAMLs named in `tasks` (files, or directories of them), loaded and checked before any scoring."""
-    unknown = [t for t in tasks if t not in KNOWN_TASKS and not Path(t).exists()]
-    if unknown:
-        raise ValueError(f"eval.tasks: unknown task(s) {unknown}; expected built-in names "
-                         f"{[*SUITES, *KNOWN_TASKS]} "
-                         "or paths to task YAML files or directories")
     specs = {}
     for entry in tasks:
-        if entry not in KNOWN_TASKS:
+        if entry not in KNOWN_TASKS and Path(entry).exists():
             for path in yaml_tasks.task_yaml_files(Path(entry)):
                 spec = yaml_tasks.load_task(path)
                 specs[spec.name] = spec
@@ -44,6 +65,7 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
     """Results dict in lm-eval's schema: results.<task>."<metric>,none"."""
     tasks = expand_suites(tasks)
     specs = load_yaml_tasks(tasks)
+    harness_names = harness_task_names(tasks)
     if "demo_task" in tasks and heldout_path is None:
         raise ValueError("eval.tasks: demo_task needs held-out rows (data.eval_file or the built-in demo task)")
     started = time.time()
@@ -56,6 +78,11 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
         results[spec.name] = harness.run_task(spec, *args)
         n_samples[spec.name] = {"original": len(spec.docs), "effective": len(spec.docs)}
         versions[spec.name], configs[spec.name] = spec.version, {**spec.raw, "source": str(spec.source)}
+    if harness_names:
+        harness_results = run_harness_tasks(harness_names, model_ref, config)
+        for key in ("results", "versions", "n-samples", "configs"):
+            {"results": results, "versions": versions, "n-samples": n_samples, "configs": configs}[key].update(
+                harness_results.get(key, {}))
     for task in (t for t in tasks if t in KNOWN_TASKS):
         versions[task] = 1
         if task == "demo_task":

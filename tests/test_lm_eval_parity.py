@@ -1,0 +1,47 @@
+"""nofrog's scores for lm-eval task YAMLs equal lm-evaluation-harness 0.4.13's on the same model.
+
+Runs when the `lm-eval` extra is installed (pip install -e '.[lm-eval]').
+"""
+
+import pytest
+import yaml
+
+from nofrog_core.evaluate.runner import evaluate_model
+from nofrog_core.models import ModelRef
+from tests.conftest import build_tiny_model, write_jsonl
+from tests.test_yaml_tasks import DOCS
+
+lm_eval = pytest.importorskip("lm_eval")
+
+
+def test_multiple_choice_and_rolling_match_lm_eval(tiny_config, tmp_path, monkeypatch):
+    # lm-eval's HFLM prepends BOS when the tokenizer does (Gemma's does); nofrog always does.
+    tiny_model_dir = build_tiny_model(tmp_path / "model", adds_bos=True)
+    write_jsonl(tmp_path / "mc.jsonl", DOCS)
+    write_jsonl(tmp_path / "docs.jsonl", [{"page": "the river runs to the sea and the city sleeps " * n}
+                                          for n in (1, 3, 9)])
+    common = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1}}
+    (tmp_path / "p_mc.yaml").write_text(yaml.safe_dump({
+        **common, "task": "p_mc", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "mc.jsonl")}},
+        "output_type": "multiple_choice", "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "options", "doc_to_target": "answer",
+        "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}))
+    (tmp_path / "p_roll.yaml").write_text(yaml.safe_dump({
+        **common, "task": "p_roll", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "docs.jsonl")}},
+        "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{page}}",
+        "metric_list": [{"metric": "word_perplexity"}, {"metric": "bits_per_byte"}]}))
+
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    theirs = simple_evaluate(model="hf", model_args=f"pretrained={tiny_model_dir},dtype=float32",
+                             tasks=["p_mc", "p_roll"], task_manager=TaskManager(include_path=str(tmp_path)),
+                             batch_size=4, device="cpu")["results"]
+    # lm-eval's HFLM uses the model's whole context; give nofrog the same window.
+    ours = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), tiny_config("eval.max_length=1024"),
+                          [str(tmp_path / "p_mc.yaml"), str(tmp_path / "p_roll.yaml")], None)["results"]
+    for key in ("acc,none", "acc_norm,none"):
+        assert ours["p_mc"][key] == pytest.approx(theirs["p_mc"][key], abs=1e-9), key
+    for key in ("word_perplexity,none", "bits_per_byte,none"):
+        assert ours["p_roll"][key] == pytest.approx(theirs["p_roll"][key], rel=1e-4), key
