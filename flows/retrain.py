@@ -106,12 +106,13 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
 def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
+    if config.train.replay_ratio > 0 and config.train.replay_dir is None:
+        # Replay always samples the original base model, also when training starts from the champion.
+        # It comes first: its held-out samples give the general suite's replay KL estimate.
+        config = with_replay_dir(config, clock("replay", stages.cached_replay, config, base))
     before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
     if not (run_dir / "eval_base.json").exists():  # served from the cache
         write_results(before, run_dir / "eval_base.json")
-    if config.train.replay_ratio > 0 and config.train.replay_dir is None:
-        # Replay always samples the original base model, also when training starts from the champion.
-        config = with_replay_dir(config, clock("replay", stages.cached_replay, config, base))
     train_config, champion = config, None
     if config.model.start_from == "champion" or config.gate.require_beat_champion:
         champion = clock("fetch_champion", stages.fetch_champion, config, run_dir / "champion")

@@ -217,6 +217,9 @@ def print_report(report: dict) -> None:
     for row in report["new_task"]:
         table.add_row(row["task"], row["metric"], f"{row['before']:.4g}", f"{row['after']:.4g}",
                       f"gain {row['gain']:+.4g}")
+    if report.get("replay_kl"):
+        kl = report["replay_kl"]
+        table.add_row("replay_kl", "nats/token", f"{kl['before']:.4g}", f"{kl['after']:.4g}", "(not in aggregate)")
     console.print(table)
     console.print(f"aggregate forgetting {report['forgetting']:+.2%} (clipped {report['forgetting_clipped']:.2%}), "
                   f"task gain {report['task_gain']:+.4g}")

@@ -58,7 +58,8 @@ def _replay_cache_key(context, parameters) -> str:
 def base_eval_request(config, base: dict) -> dict:
     files = task_files(config)
     return {"base_model_hash": base["content_hash"], "eval": config.eval.model_dump(mode="json"),
-            "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash}
+            "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash,
+            "replay_dir": str(config.train.replay_dir.resolve()) if config.train.replay_dir else None}
 
 
 def _base_eval_cache_key(context, parameters) -> str:

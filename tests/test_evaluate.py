@@ -61,3 +61,24 @@ def test_forgetting_averages_accuracy_and_perplexity_tasks_sign_aware():
     assert drops == pytest.approx({"general_text": 0.25, "world_knowledge": 0.25, "arithmetic": -0.25})
     assert report["forgetting"] == pytest.approx(0.25 / 3)
     assert report["forgetting_clipped"] == pytest.approx(0.5 / 3)
+
+
+def test_replay_kl_is_zero_for_the_base_and_positive_after_training(tiny_config, tmp_path):
+    from nofrog_core.replay.stage import run_replay
+    from nofrog_core.train.stage import run_training
+
+    replay_dir = tmp_path / "replay"
+    run_replay(tiny_config("replay.num_samples=8", "replay.max_new_tokens=16", "replay.heldout_fraction=0.9"),
+               replay_dir)
+    config = tiny_config(f"train.replay_dir={replay_dir}", "eval.tasks=[general]")
+    base = run_evaluation(config, tmp_path / "base.json")
+    assert base["results"]["replay_kl"]["replay_kl,none"] == 0.0  # the model that wrote the samples
+    assert (replay_dir / "heldout_base_nll.json").exists()
+    trained = run_training(tiny_config("train.schedule=constant", "train.lr=3e-2", "train.lr_max=3e-2",
+                                       "train.max_steps=20", "train.epochs=20"), tmp_path / "train")
+    after = run_evaluation(config, tmp_path / "after.json", model=trained["model_dir"])
+    kl = after["results"]["replay_kl"]["replay_kl,none"]
+    assert kl > 0.1  # trained away from the base on other data: its samples got less likely
+    report = forgetting_report(base, after)
+    assert report["replay_kl"] == {"before": 0.0, "after": kl}
+    assert "replay_kl" not in {row["task"] for row in report["general"]}

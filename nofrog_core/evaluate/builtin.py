@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from importlib import resources
 from pathlib import Path
 
-from ..data import IGNORE_INDEX, Example, load_examples
+from ..data import IGNORE_INDEX, Example, load_examples, load_replay_examples
 from .scoring import mean_token_nll, sequence_nll, standard_error
 
 # Which way is better, per metric: the forgetting report flips the sign of lower-is-better ones.
@@ -26,6 +27,7 @@ HIGHER_IS_BETTER = {
     "bits_per_byte": False,
     "acc": True,
     "acc_norm": True,
+    "replay_kl": False,
 }
 # task -> the metric forgetting is measured on (the `general` suite; a task missing from a result is skipped)
 GENERAL_SUITE = {"general_text": "word_perplexity", "world_knowledge": "acc", "arithmetic": "acc"}
@@ -72,3 +74,39 @@ def demo_task(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_s
     per_example = [s / c for s, c in zip(nll, counts)]
     return {"answer_loss": mean_token_nll(nll, counts),
             "answer_loss_stderr": standard_error(per_example)}, len(examples)
+
+
+BASE_NLL_FILE = "heldout_base_nll.json"  # the base model's NLL of the held-out samples, computed once
+
+
+def replay_heldout(replay_dir: Path | None) -> Path | None:
+    """The held-out context-free samples of a replay directory, if it has any."""
+    if replay_dir is None or not (Path(replay_dir) / "heldout.jsonl").is_file():
+        return None
+    return Path(replay_dir) / "heldout.jsonl"
+
+
+def replay_kl(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size, replay_dir: Path,
+              model_hash: str, base_nll) -> tuple[dict, int]:
+    """Mean per-token log p_base(x) - log p_model(x) over held-out context-free samples of the base
+    model: an unbiased estimate of KL(p_base || p_model) per token (methods.md section 2).
+
+    `base_nll()` gives the base model's per-sample NLLs; they are kept in the replay directory,
+    keyed by the base model's hash, so the base is scored once.
+    """
+    examples = load_replay_examples(replay_dir, bos_token_id, eval_config.max_length, "heldout.jsonl")
+    nll, counts = sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc="replay_kl")
+    meta = json.loads((Path(replay_dir) / "metadata.json").read_text())
+    cache = Path(replay_dir) / BASE_NLL_FILE
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if model_hash == meta.get("base_model_hash"):
+        base = nll  # this is the base model: the estimate is 0 by construction
+    elif cached.get("base_model_hash") == meta.get("base_model_hash") and len(cached.get("nll", [])) == len(nll):
+        base = cached["nll"]
+    else:
+        base = base_nll()
+    if cached.get("base_model_hash") != meta.get("base_model_hash"):
+        staging = cache.with_suffix(".partial")
+        staging.write_text(json.dumps({"base_model_hash": meta.get("base_model_hash"), "nll": base}))
+        staging.rename(cache)
+    return {"replay_kl": (sum(nll) - sum(base)) / max(1, sum(counts))}, len(examples)

@@ -39,8 +39,15 @@ def forgetting_report(before: dict, after: dict) -> dict:
             b, a = metric_value(before, task, metric), metric_value(after, task, metric)
             sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
             gains.append({"task": task, "metric": metric, "before": b, "after": a, "gain": sign * (a - b)})
+    # The replay KL is 0 for the base model by construction: no relative change, so it is reported
+    # beside the aggregate, not in it.
+    replay_kl = None
+    if "replay_kl" in before["results"] and "replay_kl" in after["results"]:
+        replay_kl = {"before": metric_value(before, "replay_kl", "replay_kl"),
+                     "after": metric_value(after, "replay_kl", "replay_kl")}
     return {
         "general": rows,
+        "replay_kl": replay_kl,
         "forgetting": sum(drops) / len(drops) if drops else math.nan,
         "forgetting_clipped": sum(max(0.0, d) for d in drops) / len(drops) if drops else math.nan,
         "new_task": gains,

@@ -7,18 +7,25 @@ import time
 from pathlib import Path
 
 from .. import models
+from ..data import load_replay_examples
 from . import builtin, harness, yaml_tasks
+from .scoring import sequence_nll
 
-KNOWN_TASKS = ("demo_task", "general_text")
+KNOWN_TASKS = ("demo_task", "general_text", "replay_kl")
 SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
 # Built-in suites: names that stand for several tasks.
-SUITES = {"general": [str(SUITES_DIR / "general"), "general_text"]}
+# Built-in suites: names that stand for several tasks. `replay_kl` joins `general` when the
+# config names a replay directory with held-out samples.
+SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "replay_kl"]}
 
 
-def expand_suites(tasks: list[str]) -> list[str]:
+def expand_suites(tasks: list[str], replay_available: bool) -> list[str]:
     expanded = []
     for task in tasks:
-        for member in SUITES.get(task, [task]):
+        members = SUITES.get(task, [task])
+        if task in SUITES and not replay_available:
+            members = [m for m in members if m != "replay_kl"]
+        for member in members:
             if member not in expanded:
                 expanded.append(member)
     return expanded
@@ -63,11 +70,14 @@ def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
 
 def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout_path: Path | None) -> dict:
     """Results dict in lm-eval's schema: results.<task>."<metric>,none"."""
-    tasks = expand_suites(tasks)
+    replay_dir = config.train.replay_dir
+    tasks = expand_suites(tasks, builtin.replay_heldout(replay_dir) is not None)
     specs = load_yaml_tasks(tasks)
     harness_names = harness_task_names(tasks)
     if "demo_task" in tasks and heldout_path is None:
         raise ValueError("eval.tasks: demo_task needs held-out rows (data.eval_file or the built-in demo task)")
+    if "replay_kl" in tasks and builtin.replay_heldout(replay_dir) is None:
+        raise ValueError("eval.tasks: replay_kl needs train.replay_dir with held-out samples (heldout.jsonl)")
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
@@ -87,6 +97,9 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
         versions[task] = 1
         if task == "demo_task":
             metrics, n = builtin.demo_task(*args, heldout_path=heldout_path)
+        elif task == "replay_kl":
+            metrics, n = builtin.replay_kl(*args, replay_dir=replay_dir, model_hash=model_ref.content_hash,
+                                           base_nll=lambda: base_replay_nll(config, replay_dir))
         else:
             metrics, n = builtin.general_text(*args)
         results[task] = {"alias": task, **{_lm_eval_key(k): v for k, v in metrics.items()}}
@@ -100,6 +113,17 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout
                    "batch_size": config.eval.batch_size, "max_length": config.eval.max_length},
         "total_evaluation_time_seconds": round(time.time() - started, 2),
     }
+
+
+def base_replay_nll(config, replay_dir: Path) -> list[float]:
+    """The configured base model's NLL of each held-out replay sample (loaded only when not cached)."""
+    base = models.resolve_model(config.model)
+    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
+    examples = load_replay_examples(replay_dir, bos, config.eval.max_length, "heldout.jsonl")
+    nll, _ = sequence_nll(model, examples, config.eval.batch_size, models.pad_token_id(tokenizer),
+                          config.train.loss_chunk_size, desc="replay_kl (base)")
+    return nll
 
 
 def _lm_eval_key(metric: str) -> str:
