@@ -1,6 +1,5 @@
 """lm-eval task YAMLs scored by nofrog on the tiny model, checked against log-likelihoods computed by hand."""
 
-import json
 import math
 
 import pytest
