@@ -82,3 +82,32 @@ def test_replay_kl_is_zero_for_the_base_and_positive_after_training(tiny_config,
     report = forgetting_report(base, after)
     assert report["replay_kl"] == {"before": 0.0, "after": kl}
     assert "replay_kl" not in {row["task"] for row in report["general"]}
+
+
+def test_demo_task_exact_match_is_the_greedy_answer_one_prompt_at_a_time(tiny_config, tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nofrog_core.data import task_files
+
+    config = tiny_config("eval.tasks=[demo_task]")
+    results = run_evaluation(config, tmp_path / "eval.json")["results"]["demo_task"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = [json.loads(line) for line in open(task_files(config).heldout)]
+    longest = max(len(tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows)
+    from nofrog_core.evaluate.builtin import greedy_answers
+
+    batched = greedy_answers(model, tokenizer, tokenizer.bos_token_id, [r["prompt"] for r in rows], longest + 1,
+                             config.eval.batch_size, tokenizer.pad_token_id)
+    matches, alone = [], []
+    for row in rows:  # no batching, no padding
+        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]]])
+        out = model.generate(input_ids=ids, do_sample=False, max_new_tokens=longest + 1,
+                             pad_token_id=tokenizer.pad_token_id)
+        answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0].strip()
+        matches.append(answer == row["completion"].strip())
+        alone.append(answer)
+    assert batched == alone and any(alone)  # left padding changes nothing
+    assert results["exact_match,none"] == pytest.approx(sum(matches) / len(matches))
+    assert 0.0 <= results["exact_match,none"] <= 1.0 and "answer_loss,none" in results

@@ -1,7 +1,9 @@
 """Built-in evaluation tasks.
 
 - ``demo_task``: the new-task signal. Mean token NLL of the reference answers
-  of held-out questions (lower is better).
+  of held-out questions (lower is better; task gain is measured on it), and
+  exact match of the greedy answer.
+- ``replay_kl``: log p_base - log p_model per token on held-out context-free samples.
 - ``general_text``: the old-capability signal. Perplexity on general English
   prose shipped in ``nofrog_core/data_files/general_text.txt`` (written for this
   project, under its license), with lm-eval's definitions of word perplexity,
@@ -16,6 +18,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..data import IGNORE_INDEX, Example, load_examples, load_replay_examples
 from .scoring import mean_token_nll, sequence_nll, standard_error
 
@@ -28,6 +32,7 @@ HIGHER_IS_BETTER = {
     "acc": True,
     "acc_norm": True,
     "replay_kl": False,
+    "exact_match": True,
 }
 # task -> the metric forgetting is measured on (the `general` suite; a task missing from a result is skipped)
 GENERAL_SUITE = {"general_text": "word_perplexity", "world_knowledge": "acc", "arithmetic": "acc"}
@@ -67,13 +72,41 @@ def general_text(model, tokenizer, bos_token_id, eval_config, pad_token_id, chun
     }, len(docs)
 
 
+def greedy_answers(model, tokenizer, bos_token_id, prompts: list[str], max_new_tokens: int,
+                   batch_size: int, pad_token_id: int) -> list[str]:
+    """Greedy continuations of each prompt (left-padded batches), cut at the first newline."""
+    import torch
+
+    device = next(model.parameters()).device
+    bos = [bos_token_id] if bos_token_id is not None else []
+    answers = []
+    model.eval()
+    for start in tqdm(range(0, len(prompts), batch_size), desc="demo_task answers", leave=False):
+        encoded = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + batch_size]]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.tensor([[pad_token_id] * (width - len(ids)) + ids for ids in encoded], device=device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
+        with torch.no_grad():
+            out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad_token_id)
+        for row in out[:, width:]:
+            answers.append(tokenizer.decode(row, skip_special_tokens=True).split("\n")[0].strip())
+    return answers
+
+
 def demo_task(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size, heldout_path: Path):
+    """Held-out questions about the demo people: answer NLL, and exact match of the greedy answer."""
     examples, _ = load_examples(heldout_path, tokenizer, bos_token_id, eval_config.max_length,
                                 shape="prompt_completion")
     nll, counts = sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc="demo_task")
     per_example = [s / c for s, c in zip(nll, counts)]
-    return {"answer_loss": mean_token_nll(nll, counts),
-            "answer_loss_stderr": standard_error(per_example)}, len(examples)
+    rows = [json.loads(line) for line in Path(heldout_path).read_text().splitlines() if line.strip()]
+    longest = max(len(tokenizer(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows)
+    answers = greedy_answers(model, tokenizer, bos_token_id, [r["prompt"] for r in rows], longest + 1,
+                             eval_config.batch_size, pad_token_id)
+    matches = [float(a == r["completion"].strip()) for a, r in zip(answers, rows)]
+    return {"answer_loss": mean_token_nll(nll, counts), "answer_loss_stderr": standard_error(per_example),
+            "exact_match": sum(matches) / len(matches), "exact_match_stderr": standard_error(matches)}, len(examples)
 
 
 BASE_NLL_FILE = "heldout_base_nll.json"  # the base model's NLL of the held-out samples, computed once
