@@ -26,6 +26,11 @@ def test_multiple_choice_and_rolling_match_lm_eval(tiny_config, tmp_path, monkey
         "output_type": "multiple_choice", "doc_to_text": "Question: {{question}}\nAnswer:",
         "doc_to_choice": "options", "doc_to_target": "answer",
         "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}))
+    (tmp_path / "p_fewshot.yaml").write_text(yaml.safe_dump({
+        **common, "task": "p_fewshot", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "mc.jsonl")}},
+        "output_type": "multiple_choice", "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "options", "doc_to_target": "answer", "num_fewshot": 2, "fewshot_split": "test",
+        "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}))
     (tmp_path / "p_roll.yaml").write_text(yaml.safe_dump({
         **common, "task": "p_roll", "dataset_kwargs": {"data_files": {"test": str(tmp_path / "docs.jsonl")}},
         "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{page}}",
@@ -36,12 +41,14 @@ def test_multiple_choice_and_rolling_match_lm_eval(tiny_config, tmp_path, monkey
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     theirs = simple_evaluate(model="hf", model_args=f"pretrained={tiny_model_dir},dtype=float32",
-                             tasks=["p_mc", "p_roll"], task_manager=TaskManager(include_path=str(tmp_path)),
+                             tasks=["p_mc", "p_fewshot", "p_roll"], task_manager=TaskManager(include_path=str(tmp_path)),
                              batch_size=4, device="cpu")["results"]
     # lm-eval's HFLM uses the model's whole context; give nofrog the same window.
     ours = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), tiny_config("eval.max_length=1024"),
-                          [str(tmp_path / "p_mc.yaml"), str(tmp_path / "p_roll.yaml")], None)["results"]
-    for key in ("acc,none", "acc_norm,none"):
-        assert ours["p_mc"][key] == pytest.approx(theirs["p_mc"][key], abs=1e-9), key
+                          [str(tmp_path / name) for name in ("p_mc.yaml", "p_fewshot.yaml", "p_roll.yaml")],
+                          None)["results"]
+    for task in ("p_mc", "p_fewshot"):
+        for key in ("acc,none", "acc_norm,none"):
+            assert ours[task][key] == pytest.approx(theirs[task][key], abs=1e-9), (task, key)
     for key in ("word_perplexity,none", "bits_per_byte,none"):
         assert ours["p_roll"][key] == pytest.approx(theirs["p_roll"][key], rel=1e-4), key

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class TaskSpec:
     version: Any
     generation_kwargs: dict
     raw: dict
+    test_split: str = "test"
+    fewshot_split: str | None = None
+    sampler: random.Random = field(default_factory=lambda: random.Random(1234))
 
     # --------------------------------------------------------------- documents
     def resolve(self, field: str, doc: dict) -> Any:
@@ -101,12 +104,15 @@ class TaskSpec:
         raise TaskError(f"{self.source}: doc_to_target {target!r} is neither an index nor one of the choices")
 
     def context(self, doc: dict, doc_index: int) -> str:
-        """The prompt: few-shot examples (seeded per document) then this document's text."""
+        """The prompt: few-shot examples then this document's text. As lm-eval's sampler: one
+        Random(1234) per task, drawn in document order; from the test split itself it draws one
+        extra and drops the document being asked."""
         text = str(self.resolve("doc_to_text", doc))
         if not self.num_fewshot:
             return text
-        pool = [d for d in self.fewshot_docs if d is not doc]
-        shots = random.Random(1234 + doc_index).sample(pool, min(self.num_fewshot, len(pool)))
+        same_split = self.fewshot_split == self.test_split
+        drawn = self.sampler.sample(self.fewshot_docs, self.num_fewshot + (1 if same_split else 0))
+        shots = [d for d in drawn if d != doc][: self.num_fewshot]
         examples = [str(self.resolve("doc_to_text", d)) + self.target_delimiter + self._target_text(d) for d in shots]
         return self.fewshot_delimiter.join(examples) + self.fewshot_delimiter + text
 
@@ -138,7 +144,8 @@ def _load_split(raw: dict, split: str, source: Path) -> list[dict]:
     if split not in data_files:
         raise TaskError(f"{source}: dataset_kwargs.data_files has no split {split!r} (has {sorted(data_files)})")
     path = Path(data_files[split])
-    path = path if path.is_absolute() else source.parent / path
+    if not path.is_absolute() and not path.is_file():
+        path = source.parent / path  # lm-eval reads relative paths from the working directory; we also try the YAML's
     if not path.is_file():
         raise TaskError(f"{source}: dataset_kwargs.data_files.{split}: file {path} does not exist")
     try:
@@ -176,7 +183,7 @@ def load_task(path: Path) -> TaskSpec:
         doc_to_choice=raw.get("doc_to_choice"), target_delimiter=raw.get("target_delimiter", " "),
         fewshot_delimiter=raw.get("fewshot_delimiter", "\n\n"), num_fewshot=num_fewshot, metrics=metrics,
         version=(raw.get("metadata") or {}).get("version", 0), generation_kwargs=raw.get("generation_kwargs") or {},
-        raw=raw,
+        raw=raw, test_split=split, fewshot_split=fewshot_split,
     )
     if docs:  # templates that name a missing column fail now, naming the YAML and the field
         needed = {"multiple_choice": ("doc_to_text", "doc_to_choice", "doc_to_target"),
