@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import random
@@ -40,6 +41,8 @@ from .distributed import World
 from .monitor import ForgettingMonitor
 from .objective import AnchorSettings, TrainingObjective
 
+
+log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "training_summary.json"  # the main worker's account of the run, read by the driver
 
@@ -372,7 +375,7 @@ class Trainer:
             objective.frozen.snapshot = self._frozen_from(model, extra, "snapshot.")
             objective.frozen.reference = self._frozen_from(model, extra, "reference.")
         if self.world.is_main:
-            print(f"resuming phase {phase.name} from its checkpoint at step {state['step']}")
+            log.warning("resuming phase %s from its checkpoint at step %s", phase.name, state["step"])
         return int(state["step"]), state
 
     @staticmethod
