@@ -31,11 +31,13 @@ class TrainingData:
     replay: list[Example] | None
     replay_info: dict | None
     probes: dict[str, list[Example]]
+    bos: models.BosChoice  # the token every sequence starts with, and where it came from
 
 
 def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData:
     tc = config.train
-    bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
+    bos_choice = models.resolve_bos(tokenizer, config.model.bos_token_id)
+    bos = bos_choice.token_id
     files = task_files(config)
     examples, report = load_examples(files.train, tokenizer, bos, config.data.max_length, config.data.format,
                                      config.data.on_invalid_row)
@@ -47,7 +49,7 @@ def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData
         if tc.replay_dir is not None and (tc.replay_dir / "heldout.jsonl").is_file():
             probes["replay_heldout"] = load_replay_examples(tc.replay_dir, bos, config.data.max_length,
                                                             "heldout.jsonl")
-    return TrainingData(train, validation, report, files, replay, replay_info, probes)
+    return TrainingData(train, validation, report, files, replay, replay_info, probes, bos_choice)
 
 
 def load_replay(config, base: models.ModelRef, bos_token_id: int | None):

@@ -75,12 +75,11 @@ def run_training(config, out_dir: Path, crash_at=None) -> dict:
         summary, data = train_in_process(config, out_dir)
     history = out_dir / "history.jsonl"
     plot_loss_and_lr(history, out_dir / "loss_lr.png")
-    bos = models.resolve_bos(models.load_tokenizer(base, config.model), config.model.bos_token_id)
     metadata = {
         "kind": "nofrog-checkpoint",
         "config": config.model_dump(mode="json"),
         "base_model": base.as_dict(),
-        "bos": {"token_id": bos.token_id, "source": bos.source},
+        "bos": {"token_id": data.bos.token_id, "source": data.bos.source},
         "data": {"train": data.files.train, "heldout": data.files.heldout, "data_hash": data.files.data_hash,
                  "report": data.report.as_dict(), "train_examples": len(data.examples),
                  "validation_examples": len(data.validation)},
