@@ -16,6 +16,7 @@ integer target of a multiple-choice task is an index into the choices.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +70,8 @@ class TaskSpec:
     def _render(self, field: str, template: str, doc: dict) -> Any:
         import jinja2
 
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
         try:
-            text = env.from_string(template).render(**doc)
+            text = _compiled(template).render(**doc)
         except jinja2.UndefinedError as err:
             raise TaskError(f"{self.source}: field {field!r} template {template!r}: {err.message}; "
                             f"document columns are {sorted(doc)}") from None
@@ -120,6 +120,14 @@ class TaskSpec:
         if self.output_type == "multiple_choice":
             return self.choices(doc)[self.gold(doc)]
         return str(self.resolve("doc_to_target", doc))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str):
+    """A task's few templates are compiled once, not once per document and field."""
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
 
 
 # ------------------------------------------------------------------- loading
@@ -189,8 +197,8 @@ def load_task(path: Path) -> TaskSpec:
         needed = {"multiple_choice": ("doc_to_text", "doc_to_choice", "doc_to_target"),
                   "loglikelihood": ("doc_to_text", "doc_to_target"), "loglikelihood_rolling": ("doc_to_target",),
                   "generate_until": ("doc_to_text", "doc_to_target")}[output_type]
-        for field in needed:
-            spec.resolve(field, docs[0])
+        for name in needed:
+            spec.resolve(name, docs[0])
     return spec
 
 
