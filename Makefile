@@ -18,7 +18,7 @@ TORCH_SPEC := $(if $(HAS_GPU),,torch==2.13.0)
 ADDONS := torchvision torchaudio torchcodec
 PYTEST_ARGS ?=
 
-.PHONY: setup run quick test test-fast clean-venv
+.PHONY: setup run quick test test-fast bench clean-venv
 
 setup: $(STAMP)
 	@$(BIN)/nofrog prepare-model
@@ -46,6 +46,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The method comparison (bench/forgetting.py): ~90 min on 2 CPU cores; finished arms are reused on a rerun.
+bench: setup
+	$(BIN)/python bench/forgetting.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -48,3 +48,27 @@ def plot_before_after(rows: list[dict], out_path: Path, title: str) -> Path:
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def plot_pareto(rows: list[dict], front: list[dict], out_path: Path, title: str) -> Path:
+    """Task gain vs forgetting, one labelled point per run; the frontier (no run beats it on both
+    axes) is joined by a line. Up and to the left is better."""
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for row in rows:
+        marker = {"grid": "x", "seed": "^"}.get(row.get("group"), "o")
+        ax.scatter(100 * row["forgetting"], row["task_gain"], marker=marker, s=40,
+                   color="tab:red" if row.get("baseline") else "tab:blue")
+        ax.annotate(row["label"], (100 * row["forgetting"], row["task_gain"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    if front:
+        ax.plot([100 * r["forgetting"] for r in front], [r["task_gain"] for r in front],
+                color="tab:green", linewidth=1, label="Pareto front")
+        ax.legend(loc="lower right")
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("aggregate forgetting on the general suite (%; lower is better)")
+    ax.set_ylabel("task gain (drop in held-out answer NLL, nats; higher is better)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

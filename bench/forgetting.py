@@ -1,0 +1,430 @@
+"""Method comparison on the default base model: how much does each method forget, at what task gain?
+
+Every arm trains Gemma 3 270M on the same built-in knowledge-acquisition task
+(fictitious people), with the same data, optimizer steps, batch and seed, through
+`run_training` and `run_evaluation`, the functions behind `nofrog train` and
+`nofrog eval`. Each trained model is scored on the held-out task questions and
+the whole general suite (world knowledge, arithmetic, general-text perplexity,
+replay KL) and compared with the base model.
+
+Arms: (1) SFT, constant LR; (2) SFT, cosine; (3) FINCH; (4) SFT + replay;
+(5) FINCH + replay; (6) LoRA; (7) LLRD with the bottom layers frozen;
+(8) Anchored Learning; (9) FINCH + replay + KL to the base on the replay rows.
+Arms (5) and (9) are swept over replay ratio, weight and sampling temperature
+(a star around the centre point: one knob changed at a time). Then the best
+replay point is combined with LLRD + freezing, and SFT and the best run get a
+second seed.
+
+Budget (chosen so the whole benchmark fits 90 minutes on 2 CPU cores): 16 people
+(48 training rows), 16 optimizer steps of 8 rows (~2.7 epochs), 64 replay samples
+of up to 64 tokens per temperature. Results: bench/results/forgetting.{json,md},
+bench/results/forgetting_pareto.png, and one MLflow run per arm in the experiment
+`nofrog-forgetting-bench` (sqlite:///mlflow.db unless $MLFLOW_TRACKING_URI).
+Finished arms are reused on a rerun (delete --work to start over).
+
+    .venv/bin/python bench/forgetting.py            # or: make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from nofrog_core.config import load_config  # noqa: E402
+from nofrog_core.evaluate import comparison  # noqa: E402
+from nofrog_core.evaluate.builtin import GENERAL_SUITE  # noqa: E402
+from nofrog_core.evaluate.forgetting import forgetting_report, plot_report  # noqa: E402
+from nofrog_core.evaluate.runner import metric_value  # noqa: E402
+from nofrog_core.evaluate.stage import run_evaluation  # noqa: E402
+from nofrog_core.plots import plot_pareto  # noqa: E402
+from nofrog_core.replay.stage import run_replay  # noqa: E402
+from nofrog_core.train.stage import run_training  # noqa: E402
+
+CONFIG = ROOT / "configs" / "default.yaml"
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "bench" / "work"
+EXPERIMENT = "nofrog-forgetting-bench"
+UNBIASED_TEMPERATURE = 1.0  # the replay set the replay KL is always measured on
+MIN_GAIN_RATIO = 0.9  # an arm must keep this much of SFT's task gain to count as "best"
+
+SFT_LR = 5e-5  # constant LR at which SFT clearly learns the task within the step budget
+LLRD_FREEZE = ("train.llrd=0.9", "train.freeze_bottom=0.8")  # guide: decay ~0.9-0.96, freeze 80-90%
+
+
+def replay_knobs(ratio: float, weight: float, kl_weight: float = 0.0) -> tuple[str, ...]:
+    return (f"train.replay_ratio={ratio}", f"train.replay_weight={weight}", f"train.replay_kl_weight={kl_weight}")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    overrides: tuple[str, ...]
+    replay_temperature: float | None = None  # which replay set trains this arm; None = no replay
+    group: str = "arm"  # arm | grid | combination | seed
+    knobs: dict = field(default_factory=dict, compare=False)  # grid coordinates, for the report
+
+
+def grid_arm(base: str, label: str, schedule: tuple[str, ...], ratio: float, weight: float, kl: float,
+             temperature: float) -> Arm:
+    knobs = {"replay_ratio": ratio, "replay_weight": weight, "replay_kl_weight": kl, "temperature": temperature}
+    suffix = f"r{ratio}-w{weight}-kl{kl}-T{temperature}"
+    return Arm(f"{base}_{suffix}", f"{label} [{suffix}]", schedule + replay_knobs(ratio, weight, kl),
+               temperature, "grid", knobs)
+
+
+def constant(sft_lr: float) -> tuple[str, ...]:
+    return ("train.schedule=constant", f"train.lr={sft_lr}")
+
+
+def finch(sft_lr: float) -> tuple[str, ...]:
+    """FINCH capped at SFT's LR, base_lr at the authors' ratio base_lr / eta_max = 2e-5 / 5e-5
+    (with the default SFT LR of 5e-5: exactly the authors' defaults)."""
+    return ("train.schedule=finch", f"train.lr={0.4 * sft_lr:.3g}", f"train.lr_max={sft_lr}")
+
+
+def method_arms(sft_lr: float) -> list[Arm]:
+    sft_schedule, finch_schedule = constant(sft_lr), finch(sft_lr)
+    return [
+        Arm("sft", "(1) SFT, constant LR", sft_schedule),
+        Arm("sft_cosine", "(2) SFT, cosine", ("train.schedule=cosine", f"train.lr={sft_lr}", "train.warmup_steps=2")),
+        Arm("finch", "(3) FINCH", finch_schedule),
+        Arm("sft_replay", "(4) SFT + replay", sft_schedule + replay_knobs(0.25, 1.0), UNBIASED_TEMPERATURE),
+        Arm("finch_replay", "(5) FINCH + replay", finch_schedule + replay_knobs(0.25, 1.0), UNBIASED_TEMPERATURE,
+            knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 0.0, "temperature": 1.0}),
+        # LoRA updates far fewer weights; the usual practice is a ~10x higher LR than full fine-tuning.
+        Arm("lora", f"(6) LoRA r8, LR {10 * sft_lr:.3g}", constant(10 * sft_lr) + ("train.lora.enabled=true",)),
+        Arm("llrd_freeze", "(7) LLRD 0.9 + bottom 80% frozen", sft_schedule + LLRD_FREEZE),
+        Arm("anchored", "(8) Anchored Learning", sft_schedule + ("train.objective=anchored",)),
+        Arm("finch_replay_kl", "(9) FINCH + replay + KL", finch_schedule + replay_knobs(0.25, 1.0, 1.0),
+            UNBIASED_TEMPERATURE,
+            knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 1.0, "temperature": 1.0}),
+    ]
+
+
+def grid_arms(sft_lr: float) -> list[Arm]:
+    """A star around each centre (ratio 0.25, weight 1, temperature 1): one knob moved at a time.
+    For (9) the weight swept is the KL weight, the knob that arm adds."""
+    arms = []
+    centres = (("finch_replay", "(5) FINCH + replay", 0.0), ("finch_replay_kl", "(9) FINCH + replay + KL", 1.0))
+    for base, label, kl in centres:
+        arms.append(grid_arm(base, label, finch(sft_lr), 0.5, 1.0, kl, 1.0))
+        if kl:
+            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, 3.0, 1.0))
+        else:
+            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 3.0, 0.0, 1.0))
+        arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, kl, 0.7))
+    return arms
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work: Path = args.work
+        self.scale = (f"data.demo_people={args.people}", f"train.max_steps={args.steps}", "train.batch_size=8",
+                      "train.seed=0", "train.checkpoint_every=0", "eval.tasks=[demo_task, general]",
+                      f"replay.num_samples={args.replay_samples}", "replay.max_new_tokens=64",
+                      "replay.heldout_fraction=0.25", f"tracking.experiment={EXPERIMENT}")
+        self.rows: dict[str, dict] = {}
+        self.timings_file = self.work / "timings.json"  # shared inputs' cost, kept across reruns
+        self.timings: dict[str, float] = (json.loads(self.timings_file.read_text())
+                                          if self.timings_file.exists() else {})
+        self.replay_ready: set[float] = set()
+        self.started = time.time()
+
+    def timed(self, key: str, work) -> None:
+        started = time.time()
+        work()
+        self.timings[key] = round(time.time() - started, 1)
+        self.timings_file.write_text(json.dumps(self.timings, indent=2) + "\n")
+
+    # ---- inputs shared by every arm ------------------------------------------------------------
+    def config(self, overrides) -> object:
+        return load_config(CONFIG, [*self.scale, *overrides])
+
+    def replay_dir(self, temperature: float) -> Path:
+        out = self.work / f"replay-T{temperature}"
+        if temperature not in self.replay_ready:
+            config = self.config([f"replay.temperature={temperature}"])
+            if (out / "metadata.json").exists():
+                run_replay(config, out)  # checks the set matches this request, then reuses it
+            else:
+                log(f"replay set at temperature {temperature}")
+                self.timed(f"replay-T{temperature}", lambda: run_replay(config, out))
+            self.replay_ready.add(temperature)
+        return out
+
+    def eval_config(self, overrides):
+        # Replay KL is always measured on the temperature-1 held-out samples (the unbiased estimate).
+        return self.config([*overrides, f"train.replay_dir={self.replay_dir(UNBIASED_TEMPERATURE)}"])
+
+    def base_results(self) -> dict:
+        path = self.work / "base_eval.json"
+        if not path.exists():
+            config = self.eval_config([])
+            log("scoring the base model")
+            self.timed("base_eval", lambda: run_evaluation(config, path))
+        return json.loads(path.read_text())
+
+    # ---- one arm -------------------------------------------------------------------------------
+    def run(self, arm: Arm, position: str) -> dict:
+        arm_dir = self.work / arm.name
+        result_file = arm_dir / "result.json"
+        overrides = list(arm.overrides)
+        if arm.replay_temperature is not None:
+            overrides.append(f"train.replay_dir={self.replay_dir(arm.replay_temperature)}")
+        wanted = {"scale": list(self.scale), "overrides": overrides}
+        if result_file.exists():
+            saved = json.loads(result_file.read_text())
+            if saved["request"] == wanted:
+                log(f"{position} {arm.name}: reusing {result_file}")
+                saved.update(label=arm.label, group=arm.group, knobs=arm.knobs)  # names may have been edited
+                return self.remember(saved)
+        if arm_dir.exists():
+            log(f"{position} {arm.name}: removing the unfinished attempt in {arm_dir}")
+            shutil.rmtree(arm_dir)
+        log(f"{position} {arm.name}: training ({' '.join(arm.overrides)})")
+        config = self.config(overrides)
+        started = time.time()
+        run_training(config, arm_dir / "train")
+        trained = time.time()
+        model_dir = arm_dir / "train" / "model"
+        after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
+        finished = time.time()
+        report = forgetting_report(self.base_results(), after)
+        plot_report(report, arm_dir / "forgetting.png")
+        row = summarise(arm, report, after, self.base_results(),
+                        {"train_seconds": trained - started, "eval_seconds": finished - trained})
+        row["request"] = wanted
+        if "sft" in self.rows:
+            comparison.add_relative_scores([row], self.rows["sft"])
+        row["mlflow_run_id"] = log_arm(config, arm, arm_dir, row, after)
+        if not self.args.keep_models:
+            shutil.rmtree(model_dir)  # 1 GB each; the scores and history stay
+        result_file.write_text(json.dumps(row, indent=2) + "\n")
+        gc.collect()
+        log(f"{position} {arm.name}: task gain {row['task_gain']:.3f}, forgetting {row['forgetting']:+.1%}, "
+            f"{row['wall_seconds']:.0f} s (bench at {(time.time() - self.started) / 60:.1f} min)")
+        return self.remember(row)
+
+    def remember(self, row: dict) -> dict:
+        self.rows[row["arm"]] = row
+        return row
+
+
+def summarise(arm: Arm, report: dict, after: dict, before: dict, seconds: dict) -> dict:
+    task = report["new_task"][0]
+    return {
+        "arm": arm.name, "label": arm.label, "group": arm.group, "overrides": list(arm.overrides),
+        "knobs": arm.knobs, "replay_temperature": arm.replay_temperature,
+        "task": {"metric": task["metric"], "before": task["before"], "after": task["after"],
+                 "exact_match_before": metric_value(before, "demo_task", "exact_match"),
+                 "exact_match_after": metric_value(after, "demo_task", "exact_match")},
+        "task_gain": report["task_gain"],
+        "general": {r["task"]: {"metric": r["metric"], "before": r["before"], "after": r["after"],
+                                "relative_drop": r["relative_drop"]} for r in report["general"]},
+        "forgetting": report["forgetting"], "forgetting_clipped": report["forgetting_clipped"],
+        "replay_kl": report["replay_kl"]["after"] if report["replay_kl"] else math.nan,
+        **{k: round(v, 1) for k, v in seconds.items()},
+        "wall_seconds": round(sum(seconds.values()), 1),
+    }
+
+
+def log_arm(config, arm: Arm, arm_dir: Path, row: dict, after: dict) -> str:
+    import mlflow
+
+    from nofrog_core import tracking
+
+    tracking.setup(config.tracking)
+    with mlflow.start_run(run_name=arm.name, tags={"bench": "forgetting", "arm": arm.name, "group": arm.group,
+                                                   "label": arm.label}) as run:
+        tracking.log_params(config.flat())
+        tracking.log_history(arm_dir / "train" / "history.jsonl")
+        tracking.log_eval(after, "after")
+        scalars = {k: row.get(k, math.nan) for k in ("task_gain", "forgetting", "forgetting_clipped", "replay_kl",
+                                                     "forgetting_reduction", "gain_ratio", "train_seconds",
+                                                     "eval_seconds", "wall_seconds")}
+        mlflow.log_metrics({k: float(v) for k, v in scalars.items()
+                            if isinstance(v, (int, float)) and math.isfinite(v)})
+        for name in ("eval.json", "forgetting.png", "train/loss_lr.png", "train/metadata.json", "train/history.jsonl"):
+            if (arm_dir / name).exists():
+                mlflow.log_artifact(str(arm_dir / name))
+        return run.info.run_id
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def with_seed(arm: Arm, seed: int) -> Arm:
+    return Arm(f"{arm.name}_seed{seed}", f"{arm.label} (seed {seed})", arm.overrides + (f"train.seed={seed}",),
+               arm.replay_temperature, "seed", arm.knobs)
+
+
+def combination_arm(best_replay: Arm) -> Arm:
+    """The best replay point plus LLRD and freezing, the one control that composes with it
+    (LoRA changes the LR scale, Anchored Learning replaces the loss)."""
+    return Arm("combination", f"(10) {best_replay.label} + LLRD/freeze",
+               best_replay.overrides + LLRD_FREEZE, best_replay.replay_temperature, "combination",
+               {**best_replay.knobs, "from": best_replay.name})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=18, help="optimizer steps per arm")
+    parser.add_argument("--sft-lr", type=float, default=SFT_LR, help="SFT's constant LR; FINCH's cap")
+    parser.add_argument("--people", type=int, default=16, help="demo task size (3 facts per person)")
+    parser.add_argument("--replay-samples", type=int, default=64)
+    parser.add_argument("--arms", default="all", help="comma-separated arm names (a quick check), or all")
+    parser.add_argument("--work", type=Path, default=WORK, help="run directories; finished arms are reused")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--keep-models", action="store_true", help="keep every arm's model/ (1 GB each)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+
+    base = bench.base_results()
+    arms = method_arms(args.sft_lr) + grid_arms(args.sft_lr)
+    if args.arms != "all":
+        chosen = set(args.arms.split(","))
+        arms = [a for a in arms if a.name in chosen or a.name == "sft"]
+    total = len(arms) + (3 if args.arms == "all" else 0)
+    by_name = {}
+    for number, arm in enumerate(arms, start=1):
+        bench.run(arm, f"[{number}/{total}]")
+        by_name[arm.name] = arm
+    if args.arms == "all":
+        replay_points = comparison.add_relative_scores(
+            [bench.rows[a.name] for a in arms if a.replay_temperature is not None], bench.rows["sft"])
+        best_replay = by_name[comparison.pick_best(replay_points, MIN_GAIN_RATIO)["arm"]]
+        combo = combination_arm(best_replay)
+        bench.run(combo, f"[{total - 2}/{total}]")
+        by_name[combo.name] = combo
+        candidates = comparison.add_relative_scores(
+            [r for r in bench.rows.values() if r["arm"] != "sft"], bench.rows["sft"])
+        best = by_name[comparison.pick_best(candidates, MIN_GAIN_RATIO)["arm"]]
+        bench.run(with_seed(by_name["sft"], 1), f"[{total - 1}/{total}]")
+        bench.run(with_seed(best, 1), f"[{total}/{total}]")
+    else:
+        best = None
+    write_results(bench, base, best, time.time() - bench.started)
+
+
+def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) -> None:
+    results_dir: Path = bench.args.results
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows = list(bench.rows.values())
+    sft = bench.rows["sft"]
+    comparison.add_relative_scores(rows, sft)
+    for row in rows:
+        row["baseline"] = row["arm"] == "sft"
+    front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
+    seeds = {}
+    for arm_name in ["sft"] + ([best.name] if best else []):
+        pair = [bench.rows[n] for n in (arm_name, f"{arm_name}_seed1") if n in bench.rows]
+        seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in pair])
+                           for k in ("task_gain", "forgetting", "forgetting_clipped")}
+    targets = targets_check(bench.rows)
+    summary = {
+        "command": "python bench/forgetting.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "scale": list(bench.scale), "config": str(CONFIG.relative_to(ROOT)),
+        "base": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
+                 for task, metrics in base["results"].items()},
+        "shared_input_seconds": bench.timings,
+        "min_gain_ratio_for_best": MIN_GAIN_RATIO,
+        "best": best.name if best else None,
+        "pareto_front": [r["arm"] for r in front],
+        "seeds": seeds,
+        "targets": targets,
+        "bench_wall_seconds": round(seconds, 1),  # this invocation (finished arms are reused)
+        "compute_seconds": round(sum(bench.timings.values()) + sum(r["wall_seconds"] for r in rows), 1),
+        "arms": [{k: v for k, v in r.items() if k not in ("request", "baseline")} for r in rows],
+    }
+    (results_dir / "forgetting.json").write_text(json.dumps(summary, indent=2) + "\n")
+    png = plot_pareto(rows, front, results_dir / "forgetting_pareto.png",
+                      f"Gemma 3 270M, demo task, {bench.args.steps} steps: task gain vs forgetting")
+    (results_dir / "forgetting.md").write_text(markdown(summary, rows, bench))
+    log_summary(bench.config([]), results_dir, png)
+    log(f"done in {seconds / 60:.1f} min: {results_dir / 'forgetting.md'}")
+
+
+def targets_check(rows: dict) -> list[dict]:
+    """The papers' claims, as measured here: met or missed, by how much."""
+    checks = []
+    for arm, reduction, gain in (("finch", 0.90, 0.95), ("finch_replay", 0.95, None)):
+        row = rows.get(arm)
+        if row is None:
+            continue
+        met = row["forgetting_reduction"] >= reduction and (gain is None or row["gain_ratio"] >= gain)
+        checks.append({"arm": arm, "target_reduction": reduction, "target_gain_ratio": gain,
+                       "forgetting_reduction": row["forgetting_reduction"], "gain_ratio": row["gain_ratio"],
+                       "met": bool(met)})
+    return checks
+
+
+def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
+    tasks = list(GENERAL_SUITE)
+    order = {"arm": 0, "grid": 1, "combination": 2, "seed": 3}
+    rows = sorted(rows, key=lambda r: order[r["group"]])
+    base = summary["base"]
+    lines = [
+        "# Method comparison: forgetting vs task gain",
+        "",
+        f"Gemma 3 270M (fp32, CPU), built-in demo task with {bench.args.people} people, {bench.args.steps} "
+        f"optimizer steps of 8 rows, seed 0 for every arm. Produced by `{summary['command']}`: "
+        f"{summary['compute_seconds'] / 60:.0f} min of compute on {summary['machine']['cpus']} CPU cores "
+        "(base model scored once, replay sets generated once, then every run's training + evaluation).",
+        "",
+        f"Base model: task answer NLL {base['demo_task']['answer_loss,none']:.3f}, "
+        + ", ".join(f"{t} {base[t][GENERAL_SUITE[t] + ',none']:.3f}" for t in tasks if t in base) + ".",
+        "Forgetting = mean relative drop over the general suite (perplexity up or accuracy down = drop); "
+        "forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = gain(run) / gain(SFT).",
+        "",
+        comparison.markdown_table(rows, tasks),
+        (f"Best run (largest forgetting reduction with a gain ratio of at least {MIN_GAIN_RATIO}): "
+         f"`{summary['best']}`. " if summary["best"] else "") + f"Pareto front: {', '.join(summary['pareto_front'])}.",
+        "",
+        "Two seeds (mean ± half the range):",
+        "",
+    ]
+    for arm, spread in summary["seeds"].items():
+        gain = spread["task_gain"]
+        lines.append(f"- `{arm}`: task gain {gain['mean']:.3f} ± {gain['half_range']:.3f}, "
+                     f"forgetting {spread['forgetting']['mean']:+.1%} ± {spread['forgetting']['half_range']:.1%}")
+    lines += ["", "Targets from the papers:", ""]
+    for check in summary["targets"]:
+        gain = f" at gain ratio >= {check['target_gain_ratio']}" if check["target_gain_ratio"] else ""
+        lines.append(f"- `{check['arm']}`: forgetting reduction >= {check['target_reduction']:.0%}{gain}: "
+                     f"measured {check['forgetting_reduction']:.1%} at gain ratio {check['gain_ratio']:.2f}: "
+                     f"{'met' if check['met'] else 'missed'}")
+    lines += ["", "![task gain vs forgetting](forgetting_pareto.png)", ""]
+    return "\n".join(lines)
+
+
+def log_summary(config, results_dir: Path, png: Path) -> None:
+    import mlflow
+
+    from nofrog_core import tracking
+
+    tracking.setup(config.tracking)
+    with mlflow.start_run(run_name="comparison", tags={"bench": "forgetting", "group": "summary"}):
+        for name in ("forgetting.json", "forgetting.md"):
+            mlflow.log_artifact(str(results_dir / name))
+        mlflow.log_artifact(str(png))
+
+
+if __name__ == "__main__":
+    main()

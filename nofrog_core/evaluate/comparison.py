@@ -1,0 +1,93 @@
+"""Comparing fine-tuning methods on one model, task, step budget and seed.
+
+Definitions (methods.md section 5), against the plain-SFT baseline run:
+
+    forgetting_reduction = 1 - forgetting(method) / forgetting(SFT)
+    gain_ratio           = task_gain(method) / task_gain(SFT)
+
+A method "wins" only if it keeps most of SFT's task gain: cutting forgetting by
+learning nothing is not a result. `pick_best` encodes that rule so the choice
+of the best arm is written down, not made by eye.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator == 0:
+        return math.nan
+    return numerator / denominator
+
+
+def add_relative_scores(rows: list[dict], baseline: dict) -> list[dict]:
+    """Each row gains `forgetting_reduction` and `gain_ratio` relative to the baseline row."""
+    for row in rows:
+        row["forgetting_reduction"] = 1 - _ratio(row["forgetting"], baseline["forgetting"])
+        row["gain_ratio"] = _ratio(row["task_gain"], baseline["task_gain"])
+    return rows
+
+
+def selection_score(row: dict, min_gain_ratio: float) -> float:
+    """Forgetting reduction for arms that keep at least `min_gain_ratio` of SFT's gain; others rank
+    below every qualifying arm, by reduction scaled by the gain they kept."""
+    reduction, gain = row.get("forgetting_reduction", math.nan), row.get("gain_ratio", math.nan)
+    if not (math.isfinite(reduction) and math.isfinite(gain)):
+        return -math.inf
+    if gain >= min_gain_ratio:
+        return reduction
+    return -10.0 + reduction * max(gain, 0.0)
+
+
+def pick_best(rows: list[dict], min_gain_ratio: float) -> dict:
+    if not rows:
+        raise ValueError("pick_best: no runs to choose from")
+    return max(rows, key=lambda row: selection_score(row, min_gain_ratio))
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Rows no other row beats on both axes (less forgetting and more task gain), by forgetting."""
+    finite = [r for r in rows if math.isfinite(r["forgetting"]) and math.isfinite(r["task_gain"])]
+    front = [r for r in finite
+             if not any(o["forgetting"] <= r["forgetting"] and o["task_gain"] >= r["task_gain"]
+                        and (o["forgetting"], o["task_gain"]) != (r["forgetting"], r["task_gain"])
+                        for o in finite)]
+    return sorted(front, key=lambda r: r["forgetting"])
+
+
+def seed_spread(values: list[float]) -> dict:
+    """Mean, half the range and the values themselves: with two seeds a standard deviation says little."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return {"mean": math.nan, "half_range": math.nan, "values": []}
+    return {"mean": statistics.fmean(values), "half_range": (max(values) - min(values)) / 2, "values": values}
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.1%}"
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], general_tasks: list[str]) -> str:
+    """One line per run: task score and gain, every general task after (relative drop), the
+    aggregate, the replay KL, the two relative scores and the wall time."""
+    header = (["run", "task answer NLL", "task gain", "exact match"]
+              + [f"{t} after (drop)" for t in general_tasks]
+              + ["forgetting", "clipped", "replay KL", "forgetting reduction", "gain ratio", "wall s"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        general = [f"{_num(row['general'][t]['after'])} ({_pct(row['general'][t]['relative_drop'])})"
+                   if t in row["general"] else "n/a" for t in general_tasks]
+        cells = ([row["label"], _num(row["task"]["after"]), _num(row["task_gain"]),
+                  _num(row["task"].get("exact_match_after", math.nan), 2)]
+                 + general
+                 + [_pct(row["forgetting"]), _pct(row["forgetting_clipped"]), _num(row.get("replay_kl"), 4),
+                    _pct(row.get("forgetting_reduction")), _num(row.get("gain_ratio"), 2),
+                    f"{row['wall_seconds']:.0f}"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""The method-comparison benchmark's arms are valid configs and differ only in the method.
+
+The benchmark itself runs for over an hour on the real model (`make bench`); this
+checks in a second that no arm carries a mistyped key or a changed budget.
+"""
+
+import importlib.util
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "forgetting.py"
+
+
+@pytest.fixture(scope="module")
+def bench_module():
+    spec = importlib.util.spec_from_file_location("bench_forgetting", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def bench(bench_module, tmp_path, monkeypatch):
+    args = Namespace(steps=18, people=16, replay_samples=64, work=tmp_path, results=tmp_path / "results",
+                     keep_models=False, sft_lr=5e-5)
+    runner = bench_module.Bench(args)
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "samples.jsonl").write_text(json.dumps({"token_ids": [5, 6, 7]}) + "\n")
+    monkeypatch.setattr(runner, "replay_dir", lambda temperature: replay)  # no generation in a unit test
+    return runner
+
+
+def arm_config(bench, arm):
+    overrides = list(arm.overrides)
+    if arm.replay_temperature is not None:
+        overrides.append(f"train.replay_dir={bench.replay_dir(arm.replay_temperature)}")
+    return bench.config(overrides)
+
+
+def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
+    arms = bench_module.method_arms(5e-5) + bench_module.grid_arms(5e-5)
+    arms += [bench_module.combination_arm(arms[-1]), bench_module.with_seed(arms[0], 1)]
+    assert len({a.name for a in arms}) == len(arms)
+    configs = {arm.name: arm_config(bench, arm) for arm in arms}
+    for name, config in configs.items():
+        assert (config.train.max_steps, config.train.batch_size, config.data.demo_people) == (18, 8, 16), name
+        assert config.train.seed == (1 if name.endswith("_seed1") else 0), name
+        assert config.tracking.experiment == bench_module.EXPERIMENT
+    assert configs["finch"].train.schedule == "finch" and configs["finch"].train.lr_max == 5e-5
+    assert configs["sft"].train.schedule == "constant" and configs["sft"].train.lr == 5e-5
+    assert configs["anchored"].train.objective == "anchored"
+    assert configs["lora"].train.lora.enabled
+    assert configs["finch_replay_kl"].train.replay_kl_weight > 0 and configs["finch_replay"].train.replay_ratio > 0
+    grid = [a for a in arms if a.group == "grid"]
+    assert {a.knobs["temperature"] for a in grid} == {1.0, 0.7}
+    assert {a.knobs["replay_ratio"] for a in grid} == {0.25, 0.5}

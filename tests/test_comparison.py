@@ -1,0 +1,61 @@
+"""Method comparison arithmetic: relative scores, the best-arm rule, the Pareto front, the chart."""
+
+import math
+
+import pytest
+
+from nofrog_core.evaluate import comparison
+from nofrog_core.plots import plot_pareto
+
+
+def run(name, forgetting, gain, group="arm"):
+    return {"arm": name, "label": name, "group": group, "forgetting": forgetting, "forgetting_clipped": forgetting,
+            "task_gain": gain, "replay_kl": 0.01, "wall_seconds": 10.0,
+            "task": {"after": 1.0, "exact_match_after": 0.5},
+            "general": {"general_text": {"after": 26.0, "relative_drop": forgetting}}}
+
+
+def test_relative_scores_follow_the_definitions():
+    sft, half = run("sft", 0.20, 4.0), run("half", 0.05, 3.0)
+    comparison.add_relative_scores([sft, half], sft)
+    assert sft["forgetting_reduction"] == pytest.approx(0.0) and sft["gain_ratio"] == pytest.approx(1.0)
+    assert half["forgetting_reduction"] == pytest.approx(1 - 0.05 / 0.20)
+    assert half["gain_ratio"] == pytest.approx(3.0 / 4.0)
+
+
+def test_relative_scores_are_nan_when_sft_did_not_forget():
+    sft, other = run("sft", 0.0, 4.0), run("other", 0.01, 4.0)
+    comparison.add_relative_scores([other], sft)
+    assert math.isnan(other["forgetting_reduction"])
+
+
+def test_best_arm_must_keep_the_task_gain():
+    sft = run("sft", 0.20, 4.0)
+    learns_nothing = run("learns_nothing", 0.0, 0.1)  # no forgetting, but no gain either
+    keeps_gain = run("keeps_gain", 0.10, 3.8)
+    slightly_better_but_weaker = run("weaker", 0.08, 3.0)
+    rows = comparison.add_relative_scores([learns_nothing, keeps_gain, slightly_better_but_weaker], sft)
+    assert comparison.pick_best(rows, min_gain_ratio=0.9)["arm"] == "keeps_gain"
+    # With no arm above the bar, the one with the best reduction x kept gain wins.
+    assert comparison.pick_best([learns_nothing, slightly_better_but_weaker], 0.9)["arm"] == "weaker"
+
+
+def test_pareto_front_drops_dominated_runs():
+    rows = [run("a", 0.20, 4.0), run("b", 0.05, 3.0), run("c", 0.10, 2.0), run("d", 0.0, 1.0)]
+    assert [r["arm"] for r in comparison.pareto_front(rows)] == ["d", "b", "a"]
+
+
+def test_seed_spread():
+    spread = comparison.seed_spread([0.10, 0.14])
+    assert spread["mean"] == pytest.approx(0.12) and spread["half_range"] == pytest.approx(0.02)
+
+
+def test_table_and_chart(tmp_path):
+    sft, other = run("sft", 0.20, 4.0), run("other", 0.05, 3.0, group="grid")
+    rows = comparison.add_relative_scores([sft, other], sft)
+    table = comparison.markdown_table(rows, ["general_text", "arithmetic"])
+    lines = table.strip().splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[3].count("|")
+    assert "+75.0%" in lines[3] and "0.75" in lines[3]  # reduction and gain ratio of "other"
+    png = plot_pareto(rows, comparison.pareto_front(rows), tmp_path / "pareto.png", "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
