@@ -75,14 +75,15 @@ class Arm:
     replay_temperature: float | None = None  # which replay set trains this arm; None = no replay
     group: str = "arm"  # arm | grid | combination | seed
     knobs: dict = field(default_factory=dict, compare=False)  # grid coordinates, for the report
+    short_label: str = ""  # what the chart writes beside the point (default: the label)
 
 
 def grid_arm(base: str, label: str, schedule: tuple[str, ...], ratio: float, weight: float, kl: float,
-             temperature: float) -> Arm:
+             temperature: float, moved: str) -> Arm:
     knobs = {"replay_ratio": ratio, "replay_weight": weight, "replay_kl_weight": kl, "temperature": temperature}
     suffix = f"r{ratio}-w{weight}-kl{kl}-T{temperature}"
     return Arm(f"{base}_{suffix}", f"{label} [{suffix}]", schedule + replay_knobs(ratio, weight, kl),
-               temperature, "grid", knobs)
+               temperature, "grid", knobs, f"{label.split()[0]} {moved}")
 
 
 def constant(sft_lr: float) -> tuple[str, ...]:
@@ -120,12 +121,12 @@ def grid_arms(sft_lr: float) -> list[Arm]:
     arms = []
     centres = (("finch_replay", "(5) FINCH + replay", 0.0), ("finch_replay_kl", "(9) FINCH + replay + KL", 1.0))
     for base, label, kl in centres:
-        arms.append(grid_arm(base, label, finch(sft_lr), 0.5, 1.0, kl, 1.0))
+        arms.append(grid_arm(base, label, finch(sft_lr), 0.5, 1.0, kl, 1.0, "ratio 0.5"))
         if kl:
-            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, 3.0, 1.0))
+            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, 3.0, 1.0, "KL weight 3"))
         else:
-            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 3.0, 0.0, 1.0))
-        arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, kl, 0.7))
+            arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 3.0, 0.0, 1.0, "weight 3"))
+        arms.append(grid_arm(base, label, finch(sft_lr), 0.25, 1.0, kl, 0.7, "T 0.7"))
     return arms
 
 
@@ -190,7 +191,9 @@ class Bench:
             saved = json.loads(result_file.read_text())
             if saved["request"] == wanted:
                 log(f"{position} {arm.name}: reusing {result_file}")
-                saved.update(label=arm.label, group=arm.group, knobs=arm.knobs)  # names may have been edited
+                # Names may have been edited since the run.
+                saved.update(label=arm.label, group=arm.group, knobs=arm.knobs,
+                             short_label=arm.short_label or arm.label)
                 return self.remember(saved)
         if arm_dir.exists():
             log(f"{position} {arm.name}: removing the unfinished attempt in {arm_dir}")
@@ -227,7 +230,8 @@ class Bench:
 def summarise(arm: Arm, report: dict, after: dict, before: dict, seconds: dict) -> dict:
     task = report["new_task"][0]
     return {
-        "arm": arm.name, "label": arm.label, "group": arm.group, "overrides": list(arm.overrides),
+        "arm": arm.name, "label": arm.label, "short_label": arm.short_label or arm.label, "group": arm.group,
+        "overrides": list(arm.overrides),
         "knobs": arm.knobs, "replay_temperature": arm.replay_temperature,
         "task": {"metric": task["metric"], "before": task["before"], "after": task["after"],
                  "exact_match_before": metric_value(before, "demo_task", "exact_match"),
@@ -326,19 +330,26 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     results_dir: Path = bench.args.results
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = list(bench.rows.values())
-    sft = bench.rows["sft"]
-    comparison.add_relative_scores(rows, sft)
     for row in rows:
-        row["baseline"] = row["arm"] == "sft"
+        # Relative scores are paired by seed: a seed-1 run is compared with SFT at seed 1.
+        seed_suffix = "_seed1" if row["arm"].endswith("_seed1") else ""
+        baseline = bench.rows.get("sft" + seed_suffix, bench.rows["sft"])
+        comparison.add_relative_scores([row], baseline)
+        row["compared_with"] = baseline["arm"]
+        row["baseline"] = row["arm"] in ("sft", "sft_seed1")
     front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
     seeds = {}
     for arm_name in ["sft"] + ([best.name] if best else []):
         pair = [bench.rows[n] for n in (arm_name, f"{arm_name}_seed1") if n in bench.rows]
         seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in pair])
-                           for k in ("task_gain", "forgetting", "forgetting_clipped")}
+                           for k in ("task_gain", "forgetting", "forgetting_clipped", "forgetting_reduction",
+                                     "gain_ratio")}
+    if best and "sft" in seeds:
+        seeds[best.name]["reduction_of_seed_means"] = (
+            1 - seeds[best.name]["forgetting"]["mean"] / seeds["sft"]["forgetting"]["mean"])
     targets = targets_check(bench.rows)
     summary = {
-        "command": "python bench/forgetting.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "scale": list(bench.scale), "config": str(CONFIG.relative_to(ROOT)),
         "base": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
@@ -364,7 +375,9 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
 def targets_check(rows: dict) -> list[dict]:
     """The papers' claims, as measured here: met or missed, by how much."""
     checks = []
-    for arm, reduction, gain in (("finch", 0.90, 0.95), ("finch_replay", 0.95, None)):
+    wanted = [(name, reduction, gain) for arm, reduction, gain in (("finch", 0.90, 0.95), ("finch_replay", 0.95, None))
+              for name in (arm, f"{arm}_seed1")]
+    for arm, reduction, gain in wanted:
         row = rows.get(arm)
         if row is None:
             continue
@@ -391,7 +404,9 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         f"Base model: task answer NLL {base['demo_task']['answer_loss,none']:.3f}, "
         + ", ".join(f"{t} {base[t][GENERAL_SUITE[t] + ',none']:.3f}" for t in tasks if t in base) + ".",
         "Forgetting = mean relative drop over the general suite (perplexity up or accuracy down = drop); "
-        "forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = gain(run) / gain(SFT).",
+        "forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = gain(run) / gain(SFT), "
+        "with SFT at the run's seed. Replay KL = mean per-token log p_base - log p_run on held-out "
+        "temperature-1 base samples (0 for the base).",
         "",
         comparison.markdown_table(rows, tasks),
         (f"Best run (largest forgetting reduction with a gain ratio of at least {MIN_GAIN_RATIO}): "
@@ -402,8 +417,14 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
     ]
     for arm, spread in summary["seeds"].items():
         gain = spread["task_gain"]
-        lines.append(f"- `{arm}`: task gain {gain['mean']:.3f} ± {gain['half_range']:.3f}, "
-                     f"forgetting {spread['forgetting']['mean']:+.1%} ± {spread['forgetting']['half_range']:.1%}")
+        line = (f"- `{arm}`: task gain {gain['mean']:.3f} ± {gain['half_range']:.3f}, "
+                f"forgetting {spread['forgetting']['mean']:+.1%} ± {spread['forgetting']['half_range']:.1%}")
+        if arm != "sft":
+            reductions = ", ".join(f"{v:.1%}" for v in spread["forgetting_reduction"]["values"])
+            ratios = ", ".join(f"{v:.2f}" for v in spread["gain_ratio"]["values"])
+            line += (f"; forgetting reduction per seed {reductions} (of the seed means: "
+                     f"{spread['reduction_of_seed_means']:.1%}), gain ratio per seed {ratios}")
+        lines.append(line)
     lines += ["", "Targets from the papers:", ""]
     for check in summary["targets"]:
         gain = f" at gain ratio >= {check['target_gain_ratio']}" if check["target_gain_ratio"] else ""
@@ -420,6 +441,9 @@ def log_summary(config, results_dir: Path, png: Path) -> None:
     from nofrog_core import tracking
 
     tracking.setup(config.tracking)
+    # One comparison run per experiment: a rerun (finished arms reused) replaces the earlier one.
+    for old in mlflow.search_runs(filter_string="tags.group = 'summary'", output_format="list"):
+        mlflow.delete_run(old.info.run_id)
     with mlflow.start_run(run_name="comparison", tags={"bench": "forgetting", "group": "summary"}):
         for name in ("forgetting.json", "forgetting.md"):
             mlflow.log_artifact(str(results_dir / name))

@@ -53,13 +53,15 @@ def plot_before_after(rows: list[dict], out_path: Path, title: str) -> Path:
 def plot_pareto(rows: list[dict], front: list[dict], out_path: Path, title: str) -> Path:
     """Task gain vs forgetting, one labelled point per run; the frontier (no run beats it on both
     axes) is joined by a line. Up and to the left is better."""
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for row in rows:
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    for number, row in enumerate(rows):
         marker = {"grid": "x", "seed": "^"}.get(row.get("group"), "o")
         ax.scatter(100 * row["forgetting"], row["task_gain"], marker=marker, s=40,
                    color="tab:red" if row.get("baseline") else "tab:blue")
-        ax.annotate(row["label"], (100 * row["forgetting"], row["task_gain"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        # Sweep points sit close together: stagger their labels so they stay readable.
+        offset = (4, 3) if row.get("group") != "grid" else (6, -12 + 8 * (number % 4))
+        ax.annotate(row.get("short_label") or row["label"], (100 * row["forgetting"], row["task_gain"]),
+                    fontsize=7, xytext=offset, textcoords="offset points")
     if front:
         ax.plot([100 * r["forgetting"] for r in front], [r["task_gain"] for r in front],
                 color="tab:green", linewidth=1, label="Pareto front")
