@@ -11,9 +11,10 @@ Arms: (1) SFT, constant LR; (2) SFT, cosine; (3) FINCH; (4) SFT + replay;
 (5) FINCH + replay; (6) LoRA; (7) LLRD with the bottom layers frozen;
 (8) Anchored Learning; (9) FINCH + replay + KL to the base on the replay rows.
 Arms (5) and (9) are swept over replay ratio, weight and sampling temperature
-(a star around the centre point: one knob changed at a time). Then the best
-replay point is combined with LLRD + freezing, and SFT and the best run get a
-second seed.
+(a star around the centre point: one knob changed at a time). A control, (3b),
+trains SFT at the mean LR FINCH used, to tell FINCH's loss adaptation apart from
+its lower LR. Then the best replay point is combined with LLRD + freezing, and
+SFT, FINCH and the best run (if another) get a second seed.
 
 Budget (chosen so the whole benchmark fits 90 minutes on 2 CPU cores): 16 people
 (48 training rows), 16 optimizer steps of 8 rows (~2.7 epochs), 64 replay samples
@@ -99,7 +100,7 @@ def finch(sft_lr: float) -> tuple[str, ...]:
 def method_arms(sft_lr: float) -> list[Arm]:
     sft_schedule, finch_schedule = constant(sft_lr), finch(sft_lr)
     return [
-        Arm("sft", "(1) SFT, constant LR", sft_schedule),
+        Arm("sft", f"(1) SFT, constant LR {sft_lr:.2g}", sft_schedule),
         Arm("sft_cosine", "(2) SFT, cosine", ("train.schedule=cosine", f"train.lr={sft_lr}", "train.warmup_steps=2")),
         Arm("finch", "(3) FINCH", finch_schedule),
         Arm("sft_replay", "(4) SFT + replay", sft_schedule + replay_knobs(0.25, 1.0), UNBIASED_TEMPERATURE),
@@ -277,6 +278,16 @@ def with_seed(arm: Arm, seed: int) -> Arm:
                arm.replay_temperature, "seed", arm.knobs)
 
 
+def matched_lr_arm(finch_history: Path) -> Arm:
+    """Constant-LR SFT at FINCH's mean LR in the FINCH run: separates "FINCH adapts the LR to the
+    loss" from "FINCH trains at a lower LR than SFT"."""
+    from nofrog_core.plots import read_history
+
+    lrs = [record["lr"] for record in read_history(finch_history)]
+    mean_lr = float(f"{sum(lrs) / len(lrs):.2g}")
+    return Arm("sft_finch_mean_lr", f"(3b) SFT, constant LR {mean_lr:.2g} (FINCH's mean LR)", constant(mean_lr))
+
+
 def combination_arm(best_replay: Arm) -> Arm:
     """The best replay point plus LLRD and freezing, the one control that composes with it
     (LoRA changes the LR scale, Anchored Learning replaces the loss)."""
@@ -304,25 +315,31 @@ def main() -> None:
     if args.arms != "all":
         chosen = set(args.arms.split(","))
         arms = [a for a in arms if a.name in chosen or a.name == "sft"]
-    total = len(arms) + (3 if args.arms == "all" else 0)
+    everything = args.arms == "all"
+    total = len(arms) + (5 if everything else 0)  # + the matched-LR control, the combination, three seed-1 runs
     by_name = {}
     for number, arm in enumerate(arms, start=1):
         bench.run(arm, f"[{number}/{total}]")
         by_name[arm.name] = arm
-    if args.arms == "all":
+    best = None
+    if everything:
+        control = matched_lr_arm(args.work / "finch" / "train" / "history.jsonl")
+        bench.run(control, f"[{len(arms) + 1}/{total}]")
+        by_name[control.name] = control
         replay_points = comparison.add_relative_scores(
             [bench.rows[a.name] for a in arms if a.replay_temperature is not None], bench.rows["sft"])
         best_replay = by_name[comparison.pick_best(replay_points, MIN_GAIN_RATIO)["arm"]]
         combo = combination_arm(best_replay)
-        bench.run(combo, f"[{total - 2}/{total}]")
+        bench.run(combo, f"[{len(arms) + 2}/{total}]")
         by_name[combo.name] = combo
         candidates = comparison.add_relative_scores(
             [r for r in bench.rows.values() if r["arm"] != "sft"], bench.rows["sft"])
         best = by_name[comparison.pick_best(candidates, MIN_GAIN_RATIO)["arm"]]
-        bench.run(with_seed(by_name["sft"], 1), f"[{total - 1}/{total}]")
-        bench.run(with_seed(best, 1), f"[{total}/{total}]")
-    else:
-        best = None
+        # Second seeds: SFT, FINCH (its target is checked on both) and the best run if it is another.
+        seeded = ["sft", "finch"] + ([best.name] if best.name not in ("sft", "finch") else [])
+        total = len(arms) + 2 + len(seeded)
+        for number, name in enumerate(seeded, start=len(arms) + 3):
+            bench.run(with_seed(by_name[name], 1), f"[{number}/{total}]")
     write_results(bench, base, best, time.time() - bench.started)
 
 
@@ -339,14 +356,14 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
         row["baseline"] = row["arm"] in ("sft", "sft_seed1")
     front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
     seeds = {}
-    for arm_name in ["sft"] + ([best.name] if best else []):
+    for arm_name in dict.fromkeys(["sft", "finch"] + ([best.name] if best else [])):
         pair = [bench.rows[n] for n in (arm_name, f"{arm_name}_seed1") if n in bench.rows]
         seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in pair])
                            for k in ("task_gain", "forgetting", "forgetting_clipped", "forgetting_reduction",
                                      "gain_ratio")}
-    if best and "sft" in seeds:
-        seeds[best.name]["reduction_of_seed_means"] = (
-            1 - seeds[best.name]["forgetting"]["mean"] / seeds["sft"]["forgetting"]["mean"])
+    for arm_name in seeds:
+        seeds[arm_name]["reduction_of_seed_means"] = (
+            1 - seeds[arm_name]["forgetting"]["mean"] / seeds["sft"]["forgetting"]["mean"])
     targets = targets_check(bench.rows)
     summary = {
         "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),

@@ -45,7 +45,10 @@ def arm_config(bench, arm):
 
 def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     arms = bench_module.method_arms(5e-5) + bench_module.grid_arms(5e-5)
-    arms += [bench_module.combination_arm(arms[-1]), bench_module.with_seed(arms[0], 1)]
+    history = bench.work / "history.jsonl"
+    history.write_text("".join(json.dumps({"step": i + 1, "lr": lr}) + "\n" for i, lr in enumerate([1e-5, 2e-5])))
+    control = bench_module.matched_lr_arm(history)
+    arms += [control, bench_module.combination_arm(arms[-1]), bench_module.with_seed(arms[0], 1)]
     assert len({a.name for a in arms}) == len(arms)
     configs = {arm.name: arm_config(bench, arm) for arm in arms}
     for name, config in configs.items():
@@ -54,6 +57,8 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
         assert config.tracking.experiment == bench_module.EXPERIMENT
     assert configs["finch"].train.schedule == "finch" and configs["finch"].train.lr_max == 5e-5
     assert configs["sft"].train.schedule == "constant" and configs["sft"].train.lr == 5e-5
+    assert configs["sft_finch_mean_lr"].train.lr == pytest.approx(1.5e-5)  # the mean of the history's LRs
+    assert configs["sft_finch_mean_lr"].train.schedule == "constant"
     assert configs["anchored"].train.objective == "anchored"
     assert configs["lora"].train.lora.enabled
     assert configs["finch_replay_kl"].train.replay_kl_weight > 0 and configs["finch_replay"].train.replay_ratio > 0
