@@ -212,8 +212,9 @@ class Bench:
         row = summarise(arm, report, after, self.base_results(),
                         {"train_seconds": trained - started, "eval_seconds": finished - trained})
         row["request"] = wanted
-        if "sft" in self.rows:
-            comparison.add_relative_scores([row], self.rows["sft"])
+        baseline = self.rows.get(baseline_name(arm.name))
+        if baseline is not None:
+            comparison.add_relative_scores([row], baseline)
         row["mlflow_run_id"] = log_arm(config, arm, arm_dir, row, after)
         if not self.args.keep_models:
             shutil.rmtree(model_dir)  # 1 GB each; the scores and history stay
@@ -226,6 +227,11 @@ class Bench:
     def remember(self, row: dict) -> dict:
         self.rows[row["arm"]] = row
         return row
+
+
+def baseline_name(arm_name: str) -> str:
+    """Relative scores are paired by seed: a seed-1 run is compared with SFT at seed 1."""
+    return "sft_seed1" if arm_name.endswith("_seed1") else "sft"
 
 
 def summarise(arm: Arm, report: dict, after: dict, before: dict, seconds: dict) -> dict:
@@ -348,12 +354,11 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = list(bench.rows.values())
     for row in rows:
-        # Relative scores are paired by seed: a seed-1 run is compared with SFT at seed 1.
-        seed_suffix = "_seed1" if row["arm"].endswith("_seed1") else ""
-        baseline = bench.rows.get("sft" + seed_suffix, bench.rows["sft"])
+        baseline = bench.rows.get(baseline_name(row["arm"]), bench.rows["sft"])
         comparison.add_relative_scores([row], baseline)
         row["compared_with"] = baseline["arm"]
         row["baseline"] = row["arm"] in ("sft", "sft_seed1")
+    log_relative_scores(bench.config([]), rows)
     front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
     seeds = {}
     for arm_name in dict.fromkeys(["sft", "finch"] + ([best.name] if best else [])):
@@ -450,6 +455,21 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
                      f"{'met' if check['met'] else 'missed'}")
     lines += ["", "![task gain vs forgetting](forgetting_pareto.png)", ""]
     return "\n".join(lines)
+
+
+def log_relative_scores(config, rows: list[dict]) -> None:
+    """The final relative scores on every arm's MLflow run (an arm run before its SFT baseline
+    could not log them itself)."""
+    from mlflow.tracking import MlflowClient
+
+    from nofrog_core import tracking
+
+    tracking.setup(config.tracking)
+    client = MlflowClient()
+    for row in rows:
+        for key in ("forgetting_reduction", "gain_ratio"):
+            if row.get("mlflow_run_id") and math.isfinite(row[key]):
+                client.log_metric(row["mlflow_run_id"], key, float(row[key]))
 
 
 def log_summary(config, results_dir: Path, png: Path) -> None:
