@@ -47,7 +47,7 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The method comparison (bench/forgetting.py): ~90 min on 2 CPU cores; finished arms are reused on a rerun.
+# The method comparison (bench/forgetting.py): ~70 min on 2 CPU cores; finished arms are reused on a rerun.
 bench: setup
 	$(BIN)/python bench/forgetting.py
 

@@ -16,9 +16,10 @@ trains SFT at the mean LR FINCH used, to tell FINCH's loss adaptation apart from
 its lower LR. Then the best replay point is combined with LLRD + freezing, and
 SFT, FINCH and the best run (if another) get a second seed.
 
-Budget (chosen so the whole benchmark fits 90 minutes on 2 CPU cores): 16 people
-(48 training rows), 16 optimizer steps of 8 rows (~2.7 epochs), 64 replay samples
-of up to 64 tokens per temperature. Results: bench/results/forgetting.{json,md},
+Budget (chosen so the whole benchmark fits 90 minutes on 2 CPU cores; measured:
+70 min): 16 people (48 training rows), 18 optimizer steps of 8 rows (3 epochs of
+the task-only arms), 64 replay samples (+16 held out) of up to 64 tokens per
+temperature. An SFT step takes ~5-6 s here and scoring one model ~70 s. Results: bench/results/forgetting.{json,md},
 bench/results/forgetting_pareto.png, and one MLflow run per arm in the experiment
 `nofrog-forgetting-bench` (sqlite:///mlflow.db unless $MLFLOW_TRACKING_URI).
 Finished arms are reused on a rerun (delete --work to start over).
