@@ -208,9 +208,10 @@ class Bench:
         model_dir = arm_dir / "train" / "model"
         after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
         finished = time.time()
-        report = forgetting_report(self.base_results(), after)
+        before = self.base_results()
+        report = forgetting_report(before, after)
         plot_report(report, arm_dir / "forgetting.png")
-        row = summarise(arm, report, after, self.base_results(),
+        row = summarise(arm, report, after, before,
                         {"train_seconds": trained - started, "eval_seconds": finished - trained})
         row["request"] = wanted
         baseline = self.rows.get(baseline_name(arm.name))

@@ -119,6 +119,14 @@ def replay_heldout(replay_dir: Path | None) -> Path | None:
     return Path(replay_dir) / "heldout.jsonl"
 
 
+def heldout_replay_nll(model, bos_token_id, eval_config, pad_token_id, chunk_size, replay_dir: Path,
+                       desc: str) -> tuple[list[float], list[int]]:
+    """Per-sample NLL and token counts of a replay directory's held-out samples (for the model being
+    scored and, once, for the base)."""
+    examples = load_replay_examples(replay_dir, bos_token_id, eval_config.max_length, "heldout.jsonl")
+    return sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc=desc)
+
+
 def replay_kl(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size, replay_dir: Path,
               model_hash: str, base_nll) -> tuple[dict, int]:
     """Mean per-token log p_base(x) - log p_model(x) over held-out context-free samples of the base
@@ -127,8 +135,8 @@ def replay_kl(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_s
     `base_nll()` gives the base model's per-sample NLLs; they are kept in the replay directory,
     keyed by the base model's hash, so the base is scored once.
     """
-    examples = load_replay_examples(replay_dir, bos_token_id, eval_config.max_length, "heldout.jsonl")
-    nll, counts = sequence_nll(model, examples, eval_config.batch_size, pad_token_id, chunk_size, desc="replay_kl")
+    nll, counts = heldout_replay_nll(model, bos_token_id, eval_config, pad_token_id, chunk_size, replay_dir,
+                                     desc="replay_kl")
     meta = json.loads((Path(replay_dir) / "metadata.json").read_text())
     cache = Path(replay_dir) / BASE_NLL_FILE
     cached = json.loads(cache.read_text()) if cache.exists() else {}
@@ -142,4 +150,4 @@ def replay_kl(model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_s
         staging = cache.with_suffix(".partial")
         staging.write_text(json.dumps({"base_model_hash": meta.get("base_model_hash"), "nll": base}))
         staging.rename(cache)
-    return {"replay_kl": (sum(nll) - sum(base)) / max(1, sum(counts))}, len(examples)
+    return {"replay_kl": (sum(nll) - sum(base)) / max(1, sum(counts))}, len(nll)

@@ -7,13 +7,10 @@ import time
 from pathlib import Path
 
 from .. import models
-from ..data import load_replay_examples
 from . import builtin, harness, yaml_tasks
-from .scoring import sequence_nll
 
 KNOWN_TASKS = ("demo_task", "general_text", "replay_kl")
 SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
-# Built-in suites: names that stand for several tasks.
 # Built-in suites: names that stand for several tasks. `replay_kl` joins `general` when the
 # config names a replay directory with held-out samples.
 SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "replay_kl"]}
@@ -120,9 +117,8 @@ def base_replay_nll(config, replay_dir: Path) -> list[float]:
     base = models.resolve_model(config.model)
     model, tokenizer = models.load_model_and_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
-    examples = load_replay_examples(replay_dir, bos, config.eval.max_length, "heldout.jsonl")
-    nll, _ = sequence_nll(model, examples, config.eval.batch_size, models.pad_token_id(tokenizer),
-                          config.train.loss_chunk_size, desc="replay_kl (base)")
+    nll, _ = builtin.heldout_replay_nll(model, bos, config.eval, models.pad_token_id(tokenizer),
+                                        config.train.loss_chunk_size, replay_dir, desc="replay_kl (base)")
     return nll
 
 
