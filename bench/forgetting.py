@@ -46,10 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from nofrog_core.config import load_config  # noqa: E402
 from nofrog_core.evaluate import comparison  # noqa: E402
-from nofrog_core.evaluate.builtin import GENERAL_SUITE  # noqa: E402
-from nofrog_core.evaluate.forgetting import forgetting_report, plot_report  # noqa: E402
-from nofrog_core.evaluate.runner import metric_value  # noqa: E402
-from nofrog_core.evaluate.stage import run_evaluation  # noqa: E402
+from nofrog_core.evaluate.stage import run_evaluation, run_report  # noqa: E402
 from nofrog_core.plots import plot_pareto  # noqa: E402
 from nofrog_core.replay.stage import run_replay  # noqa: E402
 from nofrog_core.train.stage import run_training  # noqa: E402
@@ -137,7 +134,7 @@ class Bench:
         self.args = args
         self.work: Path = args.work
         self.scale = (f"data.demo_people={args.people}", f"train.max_steps={args.steps}", "train.batch_size=8",
-                      "train.seed=0", "train.checkpoint_every=0", "eval.tasks=[demo_task, general]",
+                      "train.seed=0", "train.checkpoint_every=0",
                       f"replay.num_samples={args.replay_samples}", "replay.max_new_tokens=64",
                       "replay.heldout_fraction=0.25", f"tracking.experiment={EXPERIMENT}")
         self.rows: dict[str, dict] = {}
@@ -209,9 +206,8 @@ class Bench:
         after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
         finished = time.time()
         before = self.base_results()
-        report = forgetting_report(before, after)
-        plot_report(report, arm_dir / "forgetting.png")
-        row = summarise(arm, report, after, before,
+        report = run_report(config, before, after, arm_dir / "forgetting.json")
+        row = summarise(arm, report,
                         {"train_seconds": trained - started, "eval_seconds": finished - trained})
         row["request"] = wanted
         baseline = self.rows.get(baseline_name(arm.name))
@@ -236,20 +232,21 @@ def baseline_name(arm_name: str) -> str:
     return "sft_seed1" if arm_name.endswith("_seed1") else "sft"
 
 
-def summarise(arm: Arm, report: dict, after: dict, before: dict, seconds: dict) -> dict:
-    task = report["new_task"][0]
+def summarise(arm: Arm, report: dict, seconds: dict) -> dict:
+    task = report["gain_tasks"][0]
+    kl = next((r for r in report["other_tasks"] if r["task"] == "replay_kl"), None)
     return {
         "arm": arm.name, "label": arm.label, "short_label": arm.short_label or arm.label, "group": arm.group,
         "overrides": list(arm.overrides),
         "knobs": arm.knobs, "replay_temperature": arm.replay_temperature,
-        "task": {"metric": task["metric"], "before": task["before"], "after": task["after"],
-                 "exact_match_before": metric_value(before, "demo_task", "exact_match"),
-                 "exact_match_after": metric_value(after, "demo_task", "exact_match")},
-        "task_gain": report["task_gain"],
+        "task": {"metric": task["metric"], "before": task["before"], "after": task["after"], "ci": task["ci"],
+                 "answer_loss": task.get("secondary", {}).get("answer_loss")},
+        "task_gain": report["task_gain"], "task_gain_ci": report["task_gain_ci"],
         "general": {r["task"]: {"metric": r["metric"], "before": r["before"], "after": r["after"],
-                                "relative_drop": r["relative_drop"]} for r in report["general"]},
+                                "relative_drop": r["drop"], "ci": r["ci"]} for r in report["forgetting_tasks"]},
         "forgetting": report["forgetting"], "forgetting_clipped": report["forgetting_clipped"],
-        "replay_kl": report["replay_kl"]["after"] if report["replay_kl"] else math.nan,
+        "forgetting_ci": report["forgetting_ci"], "forgetting_clipped_ci": report["forgetting_clipped_ci"],
+        "replay_kl": kl["after"] if kl else math.nan,
         **{k: round(v, 1) for k, v in seconds.items()},
         "wall_seconds": round(sum(seconds.values()), 1),
     }
@@ -376,8 +373,8 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
         "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "scale": list(bench.scale), "config": str(CONFIG.relative_to(ROOT)),
-        "base": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
-                 for task, metrics in base["results"].items()},
+        "base": {"results": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
+                             for task, metrics in base["results"].items()}, "task_info": base["task_info"]},
         "shared_input_seconds": bench.timings,
         "min_gain_ratio_for_best": MIN_GAIN_RATIO,
         "best": best.name if best else None,
@@ -413,7 +410,7 @@ def targets_check(rows: dict) -> list[dict]:
 
 
 def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
-    tasks = list(GENERAL_SUITE)
+    tasks = sorted({t for row in rows for t in row["general"]})
     order = {"arm": 0, "grid": 1, "combination": 2, "seed": 3}
     rows = sorted(rows, key=lambda r: order[r["group"]])
     base = summary["base"]
@@ -425,8 +422,8 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         f"{summary['compute_seconds'] / 60:.0f} min of compute on {summary['machine']['cpus']} CPU cores "
         "(base model scored once, replay sets generated once, then every run's training + evaluation).",
         "",
-        f"Base model: task answer NLL {base['demo_task']['answer_loss,none']:.3f}, "
-        + ", ".join(f"{t} {base[t][GENERAL_SUITE[t] + ',none']:.3f}" for t in tasks if t in base) + ".",
+        "Base model: " + ", ".join(f"{t} {info['metric']} {base['results'][t][info['metric'] + ',none']:.3f}"
+                                   for t, info in base["task_info"].items() if t in base["results"]) + ".",
         "Forgetting = mean relative drop over the general suite (perplexity up or accuracy down = drop); "
         "forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = gain(run) / gain(SFT), "
         "with SFT at the run's seed. Replay KL = mean per-token log p_base - log p_run on held-out "

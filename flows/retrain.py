@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from nofrog_core import tracking
 from nofrog_core.config import load_config
+from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
 from tasks import stages
 from tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
@@ -55,17 +56,9 @@ def markdown_summary(report: dict, decision: dict, registered: dict, champion_re
              f"**Gate: {decision['label']}**: {decision['reason']}", "",
              f"Registered `{registered['registered_model']}` version {registered['version']}"
              + (f", now `{registered['alias']}`." if registered["promoted"] else f"; `{registered['alias']}` unchanged."),
-             "", "| task | metric | before | after | change |", "| --- | --- | --- | --- | --- |"]
-    for row in report["general"]:
-        lines.append(f"| {row['task']} | {row['metric']} | {row['before']:.4g} | {row['after']:.4g} | "
-                     f"{-row['relative_drop']:+.2%} |")
-    for row in report["new_task"]:
-        lines.append(f"| {row['task']} (new task) | {row['metric']} | {row['before']:.4g} | {row['after']:.4g} | "
-                     f"gain {row['gain']:+.4g} |")
-    lines += ["", f"Aggregate forgetting vs the base model: {report['forgetting']:+.2%}; "
-                  f"task gain: {report['task_gain']:.4g}"]
+             "", render_markdown(report, "Forgetting vs the base model")]
     if champion_report:
-        lines.append(f"Forgetting vs the current champion: {champion_report['forgetting']:+.2%}")
+        lines.append(render_markdown(champion_report, "Forgetting vs the current champion"))
     return "\n".join(lines)
 
 
@@ -124,12 +117,12 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     train = clock("fine_tune", stages.fine_tune, train_config, run_dir / "train")
     after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
                   model=train["model_dir"])
-    report = stages.compare(before, after, run_dir / "forgetting.json")
+    report = stages.compare(config, before, after, run_dir / "forgetting.json")
     champion_report = None
     if champion:
         champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
                               model=champion["model_dir"])
-        champion_report = stages.compare(champion_eval, after, run_dir / "forgetting_vs_champion.json")
+        champion_report = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config, champion_report)
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())

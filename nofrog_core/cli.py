@@ -15,7 +15,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from .config import ConfigError, NofrogConfig, dump_config, load_config
 from .data import DataError
@@ -115,21 +114,35 @@ def evaluate(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Score a model on the evaluation tasks; with --baseline, report forgetting."""
-    from .evaluate.forgetting import forgetting_report
-    from .evaluate.stage import run_evaluation
+    """Score a model on the evaluation tasks; with --baseline, write and print the forgetting report."""
+    from .evaluate.stage import run_evaluation, run_report
 
     with user_errors():
         cfg = _config(config, overrides)
-        if baseline is not None and not baseline.is_file():
-            raise FileNotFoundError(f"--baseline {baseline} does not exist")
+        before = read_results(baseline, "--baseline") if baseline is not None else None
         task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
         results = run_evaluation(cfg, out, model=model, tasks=task_list)
     for task, metrics in results["results"].items():
         shown = ", ".join(f"{k.split(',')[0]}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         console.print(f"{task}: {shown}")
-    if baseline is not None:
-        print_report(forgetting_report(json.loads(baseline.read_text()), results))
+    if before is not None:
+        report_file = out.with_name(out.stem + "_forgetting.json")
+        print_report(run_report(cfg, before, results, report_file))
+        console.print(f"report: {report_file} (and .md, .png beside it)")
+
+
+def read_results(path: Path, option: str) -> dict:
+    """A results JSON written by `nofrog eval`, checked before any scoring starts."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {path} does not exist")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{option} {path} is not a results JSON: {err}") from None
+    if not isinstance(results, dict) or "samples" not in results or "task_info" not in results:
+        raise ValueError(f"{option} {path} has no per-item samples and task roles; re-run `nofrog eval` on the "
+                         "base model with this version of nofrog")
+    return results
 
 
 @app.command()
@@ -138,26 +151,26 @@ def gate(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Re-apply the promotion gate to a finished run's forgetting and task gain."""
+    """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
     from . import tracking
-    from .registry import apply_gate, decide, registry_versions_of_run
+    from .evaluate.report import forgetting_report
+    from .gate import decide_with_config
+    from .registry import apply_gate, registry_versions_of_run
 
     with user_errors():
         cfg = _config(config, overrides)
         tracking.setup(cfg.tracking)
-        metrics = tracking.run_metrics(run_id)
-        missing = [k for k in ("forgetting", "task_gain") if k not in metrics]
-        if missing:
-            raise ValueError(f"MLflow run {run_id} has no metric(s) {missing}; was it a full pipeline run?")
-        decision = decide(metrics["forgetting"], metrics["task_gain"], cfg.gate)
+        before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
+                         for name in ("eval_base.json", "eval_candidate.json"))
+        report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence)
+        decision = decide_with_config(report, cfg.gate)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)
-        for version in versions:
-            apply_gate(version.name, version.version, decision, cfg.gate.alias)
-    console.print(f"gate {decision.label}: {decision.reason}")
-    for version in versions:
-        moved = f"now '{cfg.gate.alias}'" if decision.passed else f"'{cfg.gate.alias}' not moved"
-        console.print(f"registered {version.name} version {version.version}: tags updated, {moved}")
+        moves = [apply_gate(version.name, version.version, decision, cfg.gate.alias) for version in versions]
+    print_report(report)
+    console.print(f"gate {decision.label}: {decision.reason}", highlight=False)
+    for version, moved in zip(versions, moves):
+        console.print(f"registered {version.name} version {version.version}: tags updated, {moved}", highlight=False)
 
 
 @app.command()
@@ -208,21 +221,9 @@ def serve(
 
 
 def print_report(report: dict) -> None:
-    table = Table(title="Before vs after fine-tuning")
-    for column in ("task", "metric", "before", "after", "change"):  # change = (after - before) / before
-        table.add_column(column, justify="right" if column in ("before", "after", "change") else "left")
-    for row in report["general"]:
-        table.add_row(row["task"], row["metric"], f"{row['before']:.4g}", f"{row['after']:.4g}",
-                      f"{row['delta'] / row['before']:+.1%}" if row["before"] else "n/a")
-    for row in report["new_task"]:
-        table.add_row(row["task"], row["metric"], f"{row['before']:.4g}", f"{row['after']:.4g}",
-                      f"gain {row['gain']:+.4g}")
-    if report.get("replay_kl"):
-        kl = report["replay_kl"]
-        table.add_row("replay_kl", "nats/token", f"{kl['before']:.4g}", f"{kl['after']:.4g}", "(not in aggregate)")
-    console.print(table)
-    console.print(f"aggregate forgetting {report['forgetting']:+.2%} (clipped {report['forgetting_clipped']:.2%}), "
-                  f"task gain {report['task_gain']:+.4g}")
+    from .evaluate.report import render_markdown
+
+    print(render_markdown(report))  # plain markdown: readable in a terminal, pasteable into a PR
 
 
 @app.command("prepare-model")

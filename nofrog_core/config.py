@@ -151,7 +151,9 @@ class TrainConfig(Section):
     checkpoints_to_keep: int = Field(1, ge=1)
     monitor_every: int = Field(0, ge=0, description="steps between forgetting-probe scores; 0 = off")
     monitor_samples: int = Field(32, ge=1, description="sequences per probe (held-out replay, general text)")
-    monitor_max_drop: float = Field(0.03, gt=0.0, description="relative probe NLL rise that counts as forgetting")
+    monitor_max_drop: float = Field(
+        0.03, gt=0.0, description="relative rise of the general-text probe's bits per byte that counts as forgetting"
+    )
     monitor_early_stop: bool = Field(
         False, description="stop when the probe passes monitor_max_drop and keep the last state within it"
     )
@@ -173,18 +175,60 @@ class TrainConfig(Section):
         return self
 
 
+class TaskMetricOverride(Section):
+    metric: str | None = Field(None, description="the metric the task is judged on (default: its first metric_list entry)")
+    higher_is_better: bool | None = Field(None, description="direction of that metric (default: the task's or lm-eval's)")
+
+
+RENAMED_TASKS = {"demo_task": "heldout_answers"}
+
+
 class EvalConfig(Section):
-    tasks: list[str] = Field(
-        default_factory=lambda: ["demo_task", "general"],
-        description="built-in tasks or suites (demo_task, general, general_text) and paths to lm-eval task YAMLs",
+    forgetting_tasks: list[str] = Field(
+        default_factory=lambda: ["general"],
+        description="old capabilities whose drop is forgetting: built-in names or suites (general, general_text), "
+        "task YAML files, directories of YAMLs, lm-eval task names (lm-eval extra)",
     )
+    gain_tasks: list[str] = Field(
+        default_factory=lambda: ["heldout_answers"],
+        description="the new task, whose rise is the gain; heldout_answers = the training data's held-out rows "
+        "(data.eval_file, else the data.validation_fraction split, else the demo task's held-out questions)",
+    )
+    tasks: list[str] = Field(default_factory=list, description="also score these (reported, never gated)")
+    task_metrics: dict[str, TaskMetricOverride] = Field(
+        default_factory=dict, description="per-task override of the judged metric and its direction"
+    )
+    bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
+    seed: int = Field(0, description="seed of the bootstrap resamples")
     batch_size: int = Field(8, ge=1)
     max_length: int = Field(512, ge=8)
 
+    @field_validator("forgetting_tasks", "gain_tasks", "tasks")
+    @classmethod
+    def _no_renamed_tasks(cls, value: list[str]) -> list[str]:
+        for old, new in RENAMED_TASKS.items():
+            if old in value:
+                raise ValueError(f"task {old!r} is now {new!r}; the gain task is set by eval.gain_tasks (default "
+                                 f"[{new}]) and forgetting by eval.forgetting_tasks (default [general]); eval.tasks "
+                                 "only adds tasks that are reported, not gated")
+        return value
+
+    @field_validator("forgetting_tasks", "gain_tasks")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one task: the gate needs both forgetting and gain")
+        return value
+
 
 class GateConfig(Section):
-    max_forgetting: float = Field(0.03, ge=0.0, description="largest allowed aggregate forgetting (fraction)")
-    min_task_gain: float = Field(0.0, description="smallest allowed task gain")
+    max_forgetting: float = Field(0.03, ge=0.0, description="largest allowed clipped aggregate forgetting (fraction)")
+    decide_on: Literal["point", "upper_bound"] = Field(
+        "point", description="point = the clipped aggregate itself; upper_bound = the upper end of its interval"
+    )
+    max_task_drop: float | None = Field(None, ge=0.0, description="largest allowed drop of any one forgetting task")
+    min_task_gain: float = Field(0.0, description="smallest allowed task gain, in the gain task's metric")
     alias: str = Field("champion", min_length=1)
     require_beat_champion: bool = Field(
         False, description="also require a task score above the current champion's (evaluates the champion)"
@@ -222,6 +266,15 @@ class NofrogConfig(Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+
+    @model_validator(mode="after")
+    def _gain_has_heldout_rows(self) -> "NofrogConfig":
+        wants_heldout = "heldout_answers" in [*self.eval.gain_tasks, *self.eval.forgetting_tasks, *self.eval.tasks]
+        if wants_heldout and self.data.path is not None and self.data.eval_file is None \
+                and self.data.validation_fraction == 0:
+            raise ValueError("eval.gain_tasks: heldout_answers needs held-out rows of data.path: set data.eval_file, "
+                             "or data.validation_fraction > 0 to hold back part of the training rows")
+        return self
 
     def flat(self) -> dict[str, Any]:
         """`section.key -> value` for MLflow params and printing."""

@@ -34,16 +34,26 @@ def plot_loss_and_lr(history_path: Path, out_path: Path) -> Path:
     return out_path
 
 
-def plot_before_after(rows: list[dict], out_path: Path, title: str) -> Path:
-    """Bars of before vs after per task metric; rows carry task, metric, before, after."""
-    labels = [f"{r['task']}\n{r['metric']}" for r in rows]
-    x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(4, 2.2 * len(rows)), 4))
-    ax.bar([i - 0.2 for i in x], [r["before"] for r in rows], width=0.4, label="before")
-    ax.bar([i + 0.2 for i in x], [r["after"] for r in rows], width=0.4, label="after")
-    ax.set_xticks(list(x), labels)
-    ax.set_title(title)
-    ax.legend()
+def plot_forgetting(report: dict, out_path: Path, max_forgetting: float | None = None) -> Path:
+    """Every forgetting task's drop with its interval, the aggregate (raw and clipped) and the gate's
+    threshold; the gain in the title. Right of zero = worse."""
+    rows = report["forgetting_tasks"]
+    labels = [f"{r['task']} ({r['metric']})" for r in rows] + ["aggregate", "aggregate, clipped (gated)"]
+    points = [r["drop"] for r in rows] + [report["forgetting"], report["forgetting_clipped"]]
+    cis = [r["ci"] for r in rows] + [report["forgetting_ci"], report["forgetting_clipped_ci"]]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(labels)))
+    y = list(range(len(labels)))[::-1]
+    for position, point, (low, high) in zip(y, points, cis):
+        ax.errorbar(100 * point, position, xerr=[[100 * (point - low)], [100 * (high - point)]], fmt="o",
+                    color="tab:blue" if position > 1 else "tab:red", capsize=4)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    if max_forgetting is not None:
+        ax.axvline(100 * max_forgetting, color="tab:red", linestyle="--", label=f"gate {max_forgetting:.0%}")
+        ax.legend(loc="lower right")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(f"relative drop, % (right = worse; bars: {report.get('confidence', 0.95):.0%} paired bootstrap)")
+    gain, (low, high) = report["task_gain"], report["task_gain_ci"]
+    ax.set_title(f"Forgetting per task; task gain {gain:+.3g} [{low:+.3g}, {high:+.3g}]")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

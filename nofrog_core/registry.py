@@ -1,47 +1,17 @@
-"""The promotion gate: ship a candidate only when it kept what the base model knew.
-
-Default rule (methods.md section 5): aggregate forgetting <= gate.max_forgetting
-and task gain >= gate.min_task_gain, with every gate input finite.
-"""
+"""The MLflow model registry: register candidates, tag them, move the alias (the rule is in gate.py)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    reason: str
-
-    @property
-    def label(self) -> str:
-        return "passed" if self.passed else "rejected"
-
-
-def decide(forgetting: float, task_gain: float, gate_config, gain_over_champion: float | None = None) -> GateDecision:
-    """`gain_over_champion`: the candidate's task gain over the current champion's, when
-    `gate.require_beat_champion` asks for it (None: there is no champion to beat)."""
-    if not (math.isfinite(forgetting) and math.isfinite(task_gain)):
-        return GateDecision(False, f"gate inputs not finite (forgetting={forgetting}, task_gain={task_gain})")
-    if forgetting > gate_config.max_forgetting:
-        return GateDecision(False, f"forgetting {forgetting:.4f} > gate.max_forgetting {gate_config.max_forgetting}")
-    if task_gain < gate_config.min_task_gain:
-        return GateDecision(False, f"task gain {task_gain:.4f} < gate.min_task_gain {gate_config.min_task_gain}")
-    reason = f"forgetting {forgetting:.4f} <= {gate_config.max_forgetting} and " \
-             f"task gain {task_gain:.4f} >= {gate_config.min_task_gain}"
-    if gate_config.require_beat_champion and gain_over_champion is not None:
-        if not (math.isfinite(gain_over_champion) and gain_over_champion > 0):
-            return GateDecision(False, f"task score does not beat the champion's (gain over it {gain_over_champion:.4f})")
-        reason += f" and beats the champion by {gain_over_champion:.4f}"
-    return GateDecision(True, reason)
+from .gate import GateDecision
 
 
 def version_tags(report: dict, decision: GateDecision, lineage: dict[str, str]) -> dict[str, str]:
     """What a registered version carries: its figures, the gate's verdict, and where it came from."""
-    return {"forgetting": f"{report['forgetting']:.6g}", "task_gain": f"{report['task_gain']:.6g}",
+    low, high = report["forgetting_clipped_ci"]
+    return {"forgetting": f"{report['forgetting']:.6g}", "forgetting_clipped": f"{report['forgetting_clipped']:.6g}",
+            "forgetting_clipped_interval": f"[{low:.6g}, {high:.6g}]", "task_gain": f"{report['task_gain']:.6g}",
             "gate": decision.label, "gate_reason": decision.reason, **lineage}
 
 
@@ -80,8 +50,10 @@ def champion_version(registered_model: str, alias: str):
         return None
 
 
-def apply_gate(registered_model: str, version: str, decision: GateDecision, alias: str) -> bool:
-    """Moves `alias` to the version when the gate passed; a rejected version leaves it where it is."""
+def apply_gate(registered_model: str, version: str, decision: GateDecision, alias: str) -> str:
+    """Tags the version with the decision and keeps the alias honest: a passing version gets it; a
+    rejected version never keeps it (it goes back to the latest other passing version, or is
+    removed). Returns what happened to the alias, in words."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -89,7 +61,18 @@ def apply_gate(registered_model: str, version: str, decision: GateDecision, alia
     client.set_model_version_tag(registered_model, version, "gate_reason", decision.reason)
     if decision.passed:
         client.set_registered_model_alias(registered_model, alias, version)
-    return decision.passed
+        return f"'{alias}' now points at version {version}"
+    current = champion_version(registered_model, alias)
+    if current is None or str(current.version) != str(version):
+        return f"'{alias}' not moved"
+    passing = [v for v in client.search_model_versions(f"name='{registered_model}'")
+               if str(v.version) != str(version) and v.tags.get("gate") == "passed"]
+    if passing:
+        previous = max(passing, key=lambda v: int(v.version))
+        client.set_registered_model_alias(registered_model, alias, previous.version)
+        return f"'{alias}' moved back from rejected version {version} to version {previous.version}, the latest passing one"
+    client.delete_registered_model_alias(registered_model, alias)
+    return f"'{alias}' removed from rejected version {version}: no other version passed the gate"
 
 
 def download_champion(registered_model: str, alias: str, out_dir: Path) -> dict | None:

@@ -82,13 +82,38 @@ def log_eval(results: dict, prefix: str) -> None:
     mlflow.log_metrics(flat)
 
 
-def log_report(report: dict) -> None:
-    scalars = {k: report[k] for k in ("forgetting", "forgetting_clipped", "task_gain")}
-    mlflow.log_metrics({k: float(v) for k, v in scalars.items() if math.isfinite(v)})
+def report_metrics(report: dict) -> dict[str, float]:
+    """The report's figures as flat MLflow metrics: aggregates with their intervals, per-task drops and gains."""
+    flat = {"forgetting": report["forgetting"], "forgetting_clipped": report["forgetting_clipped"],
+            "task_gain": report["task_gain"]}
+    for key in ("forgetting_ci", "forgetting_clipped_ci", "task_gain_ci"):
+        flat[f"{key}_low"], flat[f"{key}_high"] = report[key]
+    for row in report["forgetting_tasks"]:
+        flat[f"drop/{row['task']}"] = row["drop"]
+    for row in report["gain_tasks"]:
+        flat[f"gain/{row['task']}"] = row["gain"]
+    return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-def run_metrics(run_id: str) -> dict[str, float]:
-    return MlflowClient().get_run(run_id).data.metrics
+def log_report(report: dict, markdown: str) -> None:
+    mlflow.log_metrics(report_metrics(report))
+    mlflow.log_text(markdown, "eval/forgetting.md")
+
+
+def run_json_artifact(run_id: str, artifact_path: str) -> dict:
+    """A JSON artifact of a run; a missing one names the run and the file."""
+    import json
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=scratch)
+        except (MlflowException, OSError) as err:
+            raise ValueError(f"MLflow run {run_id} has no artifact {artifact_path} (was it a full pipeline run?): "
+                             f"{str(err).splitlines()[0]}") from None
+        return json.loads(Path(local).read_text())
 
 
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:

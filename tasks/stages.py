@@ -10,7 +10,6 @@ network blip) are, with backoff.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from prefect import task
 
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import task_files
-from nofrog_core.evaluate.forgetting import forgetting_report, plot_report
-from nofrog_core.evaluate.stage import run_evaluation
+from nofrog_core.evaluate.stage import run_evaluation, run_report
+from nofrog_core.gate import decide_with_config
 from nofrog_core.hashing import json_sha256
-from nofrog_core.registry import decide
 from nofrog_core.replay.stage import run_replay
 from nofrog_core.train.stage import run_training
 
@@ -114,15 +112,12 @@ def fetch_champion(config, out_dir: Path) -> dict | None:
 
 
 @task(name="forgetting-report")
-def compare(before: dict, after: dict, out_file: Path) -> dict:
-    report = forgetting_report(before, after)
-    out_file.write_text(json.dumps(report, indent=2) + "\n")
-    plot_report(report, out_file.with_suffix(".png"))
-    return report
+def compare(config, before: dict, after: dict, out_file: Path) -> dict:
+    return run_report(config, before, after, out_file)
 
 
 @task(name="gate")
 def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
-    decision = decide(report["forgetting"], report["task_gain"], config.gate, gain_over_champion)
+    decision = decide_with_config(report, config.gate, gain_over_champion)
     return {"passed": decision.passed, "label": decision.label, "reason": decision.reason}

@@ -26,7 +26,7 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
         tracking.log_history(Path(train["history"]))
         tracking.log_eval(before, "before")
         tracking.log_eval(after, "after")
-        tracking.log_report(report)
+        tracking.log_report(report, (run_dir / "forgetting.md").read_text())
         mlflow.set_tags({"base_model_hash": base["content_hash"], "gate": gate["label"],
                          "gate_reason": gate["reason"], "prefect_flow_run_id": flow_run_id or "",
                          "data_hash": train_meta["data"]["data_hash"]})
@@ -52,8 +52,9 @@ def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: d
     decision = registry.GateDecision(gate["passed"], gate["reason"])
     name = config.tracking.registered_model
     version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
-    promoted = registry.apply_gate(name, version, decision, config.gate.alias)
-    return {"registered_model": name, "version": version, "promoted": promoted, "alias": config.gate.alias}
+    alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
+    return {"registered_model": name, "version": version, "promoted": decision.passed, "alias": config.gate.alias,
+            "alias_move": alias_move}
 
 
 @task(name="log-stage-times", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)

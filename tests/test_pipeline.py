@@ -1,6 +1,9 @@
 """The whole pipeline through a real Prefect server and a real MLflow sqlite store (tiny model)."""
 
+import json
+
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
@@ -108,13 +111,15 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["run", *sets])
     assert result.exit_code == 0, result.output
-    assert "aggregate forgetting" in result.output and "gate" in result.output
+    assert "Forgetting (mean relative drop, positive = worse)" in result.output and "gate" in result.output
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("pipeline-test")
     [run] = client.search_runs([experiment.experiment_id])
     metrics = run.data.metrics
-    for key in ("forgetting", "task_gain", "before/demo_task/answer_loss", "after/general_text/word_perplexity"):
+    for key in ("forgetting", "forgetting_clipped", "forgetting_clipped_ci_high", "task_gain", "task_gain_ci_low",
+                "drop/general_text", "gain/heldout_answers", "before/heldout_answers/answer_loss",
+                "after/general_text/bits_per_byte"):
         assert key in metrics, key
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
     assert len(client.get_metric_history(run.info.run_id, "train/replay_loss")) == 3  # the flow generated replay
@@ -123,7 +128,8 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "eval", "train", "replay"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
-        "eval/eval_base.json", "eval/eval_candidate.json", "eval/forgetting.json", "eval/forgetting.png"}
+        "eval/eval_base.json", "eval/eval_candidate.json", "eval/forgetting.json", "eval/forgetting.png",
+        "eval/forgetting.md"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "train")} >= {
         "train/history.jsonl", "train/loss_lr.png", "train/metadata.json"}
 
@@ -135,5 +141,15 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     [version] = client.search_model_versions(f"run_id='{run.info.run_id}'")
     assert client.get_model_version(version.name, version.version).tags["gate"] == "passed"
     assert client.get_model_version_by_alias(version.name, "champion").version == version.version
+    # Re-gating recomputes the report from the logged per-item scores: the same figures as the run's.
+    recorded = json.loads((next((tmp_path / "runs").glob("*/forgetting.json"))).read_text())
+    assert f"{recorded['forgetting_clipped']:.4f}" in lenient.output
+    upper = runner.invoke(app, [*gate, *as_sets("gate.max_forgetting=100", "gate.min_task_gain=-100",
+                                                "gate.decide_on=upper_bound")])
+    assert "gate passed: upper end of the forgetting interval" in upper.output, upper.output
     strict = runner.invoke(app, [*gate, *as_sets("gate.min_task_gain=1000")])
     assert "gate rejected" in strict.output and "min_task_gain" in strict.output
+    # A rejected version never keeps the alias: with no earlier passing version, the alias is removed.
+    assert "removed" in strict.output, strict.output
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias(version.name, "champion")

@@ -46,7 +46,7 @@ def hand_loglikelihood(model, context_ids, continuation_ids) -> float:
 def test_multiple_choice_matches_a_hand_computed_ranking(tiny_config, tiny_model_dir, tmp_path):
     path = mc_task(tmp_path / "suite")
     config = tiny_config("eval.max_length=64")
-    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), config, [str(tmp_path / "suite")], None)
+    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), config, [str(tmp_path / "suite")])
     got = results["results"]["tiny_mc"]
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -82,7 +82,7 @@ def test_rolling_loglikelihood_scores_every_token_once(tiny_config, tiny_model_d
 
     # With the whole document in one window, the score is the log-likelihood of BOS + document given BOS.
     config = tiny_config("eval.max_length=128")
-    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), config, [str(tmp_path / "tiny_ppl.yaml")], None)
+    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), config, [str(tmp_path / "tiny_ppl.yaml")])
     total = hand_loglikelihood(model, [tokenizer.bos_token_id], tokens)
     words, num_bytes = len(text.split()), len(text.encode())
     got = results["results"]["tiny_ppl"]
@@ -117,6 +117,23 @@ def test_generate_until_scores_exact_match_of_greedy_text(tiny_config, tiny_mode
     write_task(tmp_path, "tiny_gen", dataset_path="json", dataset_kwargs={"data_files": {"test": "gen.jsonl"}},
                test_split="test", output_type="generate_until", doc_to_text="q", doc_to_target="a",
                generation_kwargs={"until": ["\n\n"], "max_gen_toks": 3}, metric_list=[{"metric": "exact_match"}])
-    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), tiny_config(), [str(tmp_path / "tiny_gen.yaml")],
-                             None)
+    results = evaluate_model(ModelRef(tiny_model_dir, "hash", "test"), tiny_config(), [str(tmp_path / "tiny_gen.yaml")])
     assert results["results"]["tiny_gen"]["exact_match,none"] == pytest.approx(0.5)  # the greedy one matches
+
+
+def test_choices_scored_after_a_shared_context_equal_each_request_scored_alone(tiny_model_dir):
+    from nofrog_core.evaluate.scoring import sequence_nll, shared_context_nll
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    encoder = Encoder(tokenizer, tokenizer.bos_token_id, 64)
+    groups = []
+    for doc in DOCS * 3:  # contexts and choices of different lengths in one batch
+        pairs = [encoder.pair(f"Question: {doc['question']}\nAnswer:", " " + c) for c in doc["options"]]
+        groups.append((pairs[0][0], [continuation for _, continuation in pairs]))
+    shared = shared_context_nll(model, groups, batch_size=4, pad_token_id=tokenizer.pad_token_id)
+    alone = [sequence_nll(model, [encoder.example(context, c) for c in continuations], 1, tokenizer.pad_token_id)[0]
+             for context, continuations in groups]
+    assert [len(s) for s in shared] == [len(d["options"]) for d in DOCS * 3]
+    for got, want in zip(shared, alone):
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-5)

@@ -76,15 +76,15 @@ def _num(value: float, digits: int = 3) -> str:
 def markdown_table(rows: list[dict], general_tasks: list[str]) -> str:
     """One line per run: task score and gain, every general task after (relative drop), the
     aggregate, the replay KL, the two relative scores and the wall time."""
-    header = (["run", "task answer NLL", "task gain", "exact match"]
+    header = (["run", "held-out exact match", "task gain", "answer NLL"]
               + [f"{t} after (drop)" for t in general_tasks]
               + ["forgetting", "clipped", "replay KL", "forgetting reduction", "gain ratio", "wall s"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         general = [f"{_num(row['general'][t]['after'])} ({_pct(row['general'][t]['relative_drop'])})"
                    if t in row["general"] else "n/a" for t in general_tasks]
-        cells = ([row["label"], _num(row["task"]["after"]), _num(row["task_gain"]),
-                  _num(row["task"].get("exact_match_after", math.nan), 2)]
+        answer_loss = (row["task"].get("answer_loss") or [None, math.nan])[1]
+        cells = ([row["label"], _num(row["task"]["after"], 2), _num(row["task_gain"], 2), _num(answer_loss)]
                  + general
                  + [_pct(row["forgetting"]), _pct(row["forgetting_clipped"]), _num(row.get("replay_kl"), 4),
                     _pct(row.get("forgetting_reduction")), _num(row.get("gain_ratio"), 2),

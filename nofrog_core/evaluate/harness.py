@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import string
 import time
 
 from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example
-from .scoring import sequence_nll
+from . import metrics as metric_registry
+from .scoring import sequence_nll, shared_context_nll, standard_error
 from .yaml_tasks import TaskSpec
 
 
@@ -67,61 +67,74 @@ class Encoder:
         return windows
 
 
-def mean_and_stderr(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return mean, stderr
-
-
 def loglikelihoods(model, examples: list[Example], batch_size: int, pad_token_id: int, chunk_size: int,
                    desc: str) -> list[float]:
     nll, _ = sequence_nll(model, examples, batch_size, pad_token_id, chunk_size, desc=desc)
     return [-value for value in nll]
 
 
-def score_multiple_choice(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
-    requests, spans = [], []
+def with_stderr(samples: dict, names: tuple[str, ...]) -> dict:
+    """lm-eval's metric values and, for per-item means, their standard errors."""
+    out = {}
+    for name in names:
+        out[name] = metric_registry.value(name, samples)
+        if metric_registry.METRICS[name].binary:
+            out[f"{name}_stderr"] = standard_error(samples[name])
+    return out
+
+
+def choice_loglikelihoods(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[list, int]:
+    """Each question's choice loglikelihoods. The context is encoded once per question and its
+    choices scored together after it (`shared_context_nll`); a question that lm-eval would
+    truncate, or that outgrows the model's sliding window, is scored one request at a time."""
+    groups, fallback = [], {}
+    window = getattr(model.config, "sliding_window", None) or math.inf
     for index, doc in enumerate(task.docs):
-        context = task.context(doc, index)
-        choices = task.choices(doc)
-        spans.append((len(requests), choices, task.gold(doc)))
-        requests += [encoder.example(*encoder.pair(context, task.target_delimiter + c)) for c in choices]
-    lls = loglikelihoods(model, requests, batch_size, pad, chunk, task.name)
-    acc, acc_norm = [], []
-    for start, choices, gold in spans:
-        scores = lls[start : start + len(choices)]
+        pairs = [encoder.pair(task.context(doc, index), task.target_delimiter + c) for c in task.choices(doc)]
+        context, continuations = pairs[0][0], [continuation for _, continuation in pairs]
+        longest = len(context) + max(len(c) for c in continuations)
+        if longest > encoder.max_length + 1 or len(context) + sum(map(len, continuations)) > window:
+            fallback[index] = [encoder.example(*pair) for pair in pairs]
+        groups.append((context, continuations))
+    packed = [i for i in range(len(groups)) if i not in fallback]
+    scores = dict(zip(packed, shared_context_nll(model, [groups[i] for i in packed], batch_size, pad, chunk,
+                                                 desc=task.name)))
+    for index, requests in fallback.items():
+        scores[index] = [-ll for ll in loglikelihoods(model, requests, batch_size, pad, chunk, task.name)]
+    tokens = sum(len(context) + sum(map(len, continuations)) for context, continuations in groups)
+    return [[-nll for nll in scores[i]] for i in range(len(groups))], tokens
+
+
+def score_multiple_choice(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
+    lls, tokens = choice_loglikelihoods(task, model, encoder, batch_size, pad, chunk)
+    samples = {"acc": [], "acc_norm": []}
+    for doc, scores in zip(task.docs, lls):
+        choices, gold = task.choices(doc), task.gold(doc)
         normed = [s / len(c) for s, c in zip(scores, choices)]
-        acc.append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
-        acc_norm.append(float(max(range(len(normed)), key=normed.__getitem__) == gold))
-    metrics = {}
-    for name, values in (("acc", acc), ("acc_norm", acc_norm)):
-        metrics[name], metrics[f"{name}_stderr"] = mean_and_stderr(values)
-    return metrics, sum(len(r.input_ids) for r in requests)
+        samples["acc"].append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
+        samples["acc_norm"].append(float(max(range(len(normed)), key=normed.__getitem__) == gold))
+    return with_stderr(samples, ("acc", "acc_norm")), samples, tokens
 
 
-def score_loglikelihood(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+def score_loglikelihood(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
     requests = [encoder.example(*encoder.pair(task.context(doc, i), task.target_delimiter
                                               + str(task.resolve("doc_to_target", doc))))
                 for i, doc in enumerate(task.docs)]
-    lls = loglikelihoods(model, requests, batch_size, pad, chunk, task.name)
-    metrics = {"perplexity": math.exp(-sum(lls) / len(lls))}
-    return metrics, sum(len(r.input_ids) for r in requests)
+    samples = {"nll": [-ll for ll in loglikelihoods(model, requests, batch_size, pad, chunk, task.name)]}
+    return with_stderr(samples, ("perplexity",)), samples, sum(len(r.input_ids) for r in requests)
 
 
-def score_rolling(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+def score_rolling(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
     texts = [str(task.resolve("doc_to_target", doc)) for doc in task.docs]
     windows, owner = [], []
     for index, text in enumerate(texts):
         for window in encoder.rolling_windows(text):
             windows.append(window)
             owner.append(index)
-    lls = loglikelihoods(model, windows, batch_size, pad, chunk, task.name)
-    total = sum(lls)
-    words = sum(len(re.split(r"\s+", t)) for t in texts)
-    num_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    metrics = {"word_perplexity": math.exp(-total / words), "byte_perplexity": math.exp(-total / num_bytes),
-               "bits_per_byte": -total / num_bytes / math.log(2)}
-    return metrics, sum(len(w.input_ids) for w in windows)
+    nll = [-ll for ll in loglikelihoods(model, windows, batch_size, pad, chunk, task.name)]
+    samples = metric_registry.text_samples(nll, owner, texts)
+    metrics = with_stderr(samples, ("word_perplexity", "byte_perplexity", "bits_per_byte"))
+    return metrics, samples, sum(len(w.input_ids) for w in windows)
 
 
 def exact_match_options(task: TaskSpec) -> dict:
@@ -178,24 +191,25 @@ def score_generate_until(task: TaskSpec, model, encoder: Encoder, batch_size, pa
         target = str(task.resolve("doc_to_target", doc))
         matches.append(float(normalise(prediction, options) == normalise(target, options)))
         tokens += len(encoder.tokenizer(prediction, add_special_tokens=False)["input_ids"])
-    metrics = {}
-    metrics["exact_match"], metrics["exact_match_stderr"] = mean_and_stderr(matches)
-    return metrics, tokens
+    samples = {"exact_match": matches}
+    return with_stderr(samples, ("exact_match",)), samples, tokens
 
 
 SCORERS = {"multiple_choice": score_multiple_choice, "loglikelihood": score_loglikelihood,
            "loglikelihood_rolling": score_rolling, "generate_until": score_generate_until}
 
 
-def run_task(task: TaskSpec, model, tokenizer, bos_token_id, eval_config, pad_token_id, chunk_size) -> dict:
-    """lm-eval's results entry for one task: "<metric>,none" keys, plus tokens/s of scoring."""
+def run_task(task: TaskSpec, model, tokenizer, bos_token_id, max_length: int, batch_size: int, pad_token_id: int,
+             chunk_size: int) -> tuple[dict, dict]:
+    """lm-eval's results entry for one task ("<metric>,none" keys, plus tokens/s of scoring) and its
+    per-item samples."""
     scorer = SCORERS[task.output_type]
-    encoder = Encoder(tokenizer, bos_token_id, eval_config.max_length)
+    encoder = Encoder(tokenizer, bos_token_id, max_length)
     started = time.time()
-    metrics, tokens = scorer(task, model, encoder, eval_config.batch_size, pad_token_id, chunk_size)
+    metrics, samples, tokens = scorer(task, model, encoder, batch_size, pad_token_id, chunk_size)
     seconds = time.time() - started
     entry = {"alias": task.name}
     for name, value in metrics.items():
         entry[f"{name},none"] = value
     entry["tokens_per_second"] = tokens / seconds if seconds > 0 else math.nan
-    return entry
+    return entry, samples

@@ -1,115 +1,219 @@
-"""Run evaluation tasks on one model and write lm-eval-style results JSON."""
+"""Run evaluation tasks on one model and write lm-eval-style results JSON.
+
+Besides lm-eval's `results`, `versions`, `configs` and `n-samples`, the JSON holds
+- `task_info`: each task's judged metric, its direction and its role (forgetting, gain,
+  extra), from the task itself (first `metric_list` entry, `higher_is_better`, lm-eval's
+  defaults) or from `eval.task_metrics`;
+- `samples`: per-item scores, so a report can recompute any figure and its interval later.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import models
+from ..data import load_examples, split_train_validation, task_files
 from . import builtin, harness, yaml_tasks
+from .metrics import METRICS, default_higher_is_better
 
-KNOWN_TASKS = ("demo_task", "general_text", "replay_kl")
 SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
 # Built-in suites: names that stand for several tasks. `replay_kl` joins `general` when the
 # config names a replay directory with held-out samples.
 SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "replay_kl"]}
+# Built-in tasks whose base score is 0 by construction: reported beside the aggregate, never in it.
+REPORTED_ONLY = {"replay_kl"}
+ROLE_KEYS = {"forgetting": "eval.forgetting_tasks", "gain": "eval.gain_tasks", "extra": "eval.tasks"}
 
 
-def expand_suites(tasks: list[str], replay_available: bool) -> list[str]:
-    expanded = []
-    for task in tasks:
-        members = SUITES.get(task, [task])
-        if task in SUITES and not replay_available:
-            members = [m for m in members if m != "replay_kl"]
-        for member in members:
-            if member not in expanded:
-                expanded.append(member)
-    return expanded
+@dataclass
+class PlannedTask:
+    entry: str  # what the config named: a built-in name, a YAML path, an lm-eval task name
+    role: str
 
 
-def harness_task_names(tasks: list[str]) -> list[str]:
+def plan_tasks(eval_config, replay_available: bool) -> list[PlannedTask]:
+    """Every configured entry with its role, suites expanded; a task named twice keeps its first role."""
+    planned, seen = [], set()
+    for role, entries in (("gain", eval_config.gain_tasks), ("forgetting", eval_config.forgetting_tasks),
+                          ("extra", eval_config.tasks)):
+        for entry in entries:
+            for member in SUITES.get(entry, [entry]):
+                if member == "replay_kl" and entry in SUITES and not replay_available:
+                    continue
+                if member not in seen:
+                    seen.add(member)
+                    planned.append(PlannedTask(member, "extra" if member in REPORTED_ONLY else role))
+    return planned
+
+
+def is_builtin(entry: str) -> bool:
+    return entry in builtin.BUILTIN_TASKS
+
+
+def harness_task_names(planned: list[PlannedTask]) -> list[str]:
     """Names that are neither built in nor paths: lm-evaluation-harness tasks, when its extra is installed."""
-    names = [t for t in tasks if t not in KNOWN_TASKS and not Path(t).exists()]
+    names = [p.entry for p in planned if not is_builtin(p.entry) and not Path(p.entry).exists()]
     if not names:
         return []
+    where = {p.entry: ROLE_KEYS[p.role] for p in planned}
     try:
         from lm_eval.tasks import TaskManager
     except ImportError:
-        raise ValueError(f"eval.tasks: unknown task(s) {names}; expected built-in names {[*SUITES, *KNOWN_TASKS]}, "
-                         "paths to task YAML files or directories, or lm-eval task names with the lm-eval extra "
-                         "installed (pip install -e '.[lm-eval]')") from None
+        raise ValueError(f"{where[names[0]]}: unknown task(s) {names}; expected built-in names "
+                         f"{[*SUITES, *builtin.BUILTIN_TASKS]}, paths to task YAML files or directories, or lm-eval "
+                         "task names with the lm-eval extra installed (pip install -e '.[lm-eval]')") from None
     unknown = [n for n in names if n not in TaskManager().all_tasks]
     if unknown:
-        raise ValueError(f"eval.tasks: {unknown} are neither built-in tasks, paths, nor lm-eval tasks")
+        raise ValueError(f"{where[unknown[0]]}: {unknown} are neither built-in tasks, paths, nor lm-eval tasks")
     return names
 
 
-def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> dict:
-    """lm-eval's own simple_evaluate on the model directory; its results land in the same report."""
-    from lm_eval import simple_evaluate
-
-    dtype = config.model.dtype
-    return simple_evaluate(model="hf", model_args=f"pretrained={model_ref.path},dtype={dtype}", tasks=names,
-                           batch_size=config.eval.batch_size)
-
-
-def load_yaml_tasks(tasks: list[str]) -> dict[str, yaml_tasks.TaskSpec]:
-    """The task YAMLs named in `tasks` (files, or directories of them), loaded and checked before any scoring."""
-    specs = {}
-    for entry in tasks:
-        if entry not in KNOWN_TASKS and Path(entry).exists():
-            for path in yaml_tasks.task_yaml_files(Path(entry)):
-                spec = yaml_tasks.load_task(path)
-                specs[spec.name] = spec
+def load_yaml_tasks(planned: list[PlannedTask]) -> list[tuple[yaml_tasks.TaskSpec, str]]:
+    """The task YAMLs named (files, or directories of them), loaded and checked before any scoring."""
+    specs = []
+    for task in planned:
+        if not is_builtin(task.entry) and Path(task.entry).exists():
+            specs += [(yaml_tasks.load_task(path), task.role) for path in yaml_tasks.task_yaml_files(Path(task.entry))]
     return specs
 
 
-def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str], heldout_path: Path | None) -> dict:
-    """Results dict in lm-eval's schema: results.<task>."<metric>,none"."""
-    replay_dir = config.train.replay_dir
-    tasks = expand_suites(tasks, builtin.replay_heldout(replay_dir) is not None)
-    specs = load_yaml_tasks(tasks)
-    harness_names = harness_task_names(tasks)
-    if "demo_task" in tasks and heldout_path is None:
-        raise ValueError("eval.tasks: demo_task needs held-out rows (data.eval_file or the built-in demo task)")
-    if "replay_kl" in tasks and builtin.replay_heldout(replay_dir) is None:
+def judged_metric(name: str, declared: list[dict], output_type: str | None, overrides: dict) -> dict:
+    """The metric a task is judged on and its direction: the override, else the task's first
+    `metric_list` entry (bits per byte for rolling log-likelihood tasks), else lm-eval's default."""
+    first = declared[0] if declared else {}
+    metric = "bits_per_byte" if output_type == "loglikelihood_rolling" else first.get("metric")
+    higher = first.get("higher_is_better") if first.get("metric") == metric else None
+    override = overrides.get(name)
+    if override is not None:
+        metric = override.metric or metric
+        higher = override.higher_is_better if override.higher_is_better is not None else higher
+    if metric not in METRICS:
+        raise ValueError(f"task {name!r}: metric {metric!r} cannot be computed from per-item scores; "
+                         f"expected one of {sorted(METRICS)} (set eval.task_metrics.{name}.metric)")
+    return {"metric": metric, "higher_is_better": default_higher_is_better(metric) if higher is None else higher}
+
+
+def heldout_examples(config, tokenizer, bos_token_id):
+    """The gain task's held-out rows: data.eval_file, else the validation split that training holds
+    back (same rows, same seed), else the demo task's held-out questions."""
+    files, data = task_files(config), config.data
+    if files.heldout is not None:
+        examples, _ = load_examples(files.heldout, tokenizer, bos_token_id, config.eval.max_length, data.format,
+                                    data.on_invalid_row)
+        return examples
+    examples, _ = load_examples(files.train, tokenizer, bos_token_id, data.max_length, data.format,
+                                data.on_invalid_row)
+    _, validation = split_train_validation(examples, data.validation_fraction, data.seed)
+    if not validation:
+        raise ValueError(f"eval.gain_tasks: heldout_answers found no held-out rows in {files.train} "
+                         f"(data.validation_fraction {data.validation_fraction}); set data.eval_file")
+    return validation
+
+
+def check_tasks(config, planned: list[PlannedTask]) -> None:
+    names = {p.entry for p in planned}
+    if "replay_kl" in names and builtin.replay_heldout(config.train.replay_dir) is None:
         raise ValueError("eval.tasks: replay_kl needs train.replay_dir with held-out samples (heldout.jsonl)")
+
+
+def planned_tasks(config, tasks: list[str] | None = None) -> list[PlannedTask]:
+    """The configured tasks with their roles; an explicit list (`nofrog eval --tasks`) is scored as
+    forgetting tasks, except the held-out answers, which stay the gain."""
+    ec = config.eval
+    if tasks:
+        ec = ec.model_copy(update={"forgetting_tasks": [t for t in tasks if t != "heldout_answers"],
+                                   "gain_tasks": [t for t in tasks if t == "heldout_answers"], "tasks": []})
+    return plan_tasks(ec, builtin.replay_heldout(config.train.replay_dir) is not None)
+
+
+def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None) -> dict:
+    """Results dict in lm-eval's schema (results.<task>."<metric>,none") plus task_info and samples.
+    `tasks`: score these instead of the configured ones (see `planned_tasks`)."""
+    ec = config.eval
+    planned = planned_tasks(config, tasks)
+    check_tasks(config, planned)
+    specs = load_yaml_tasks(planned)
+    harness_names = harness_task_names(planned)
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
     pad = models.pad_token_id(tokenizer)
-    args = (model, tokenizer, bos, config.eval, pad, config.train.loss_chunk_size)
-    results, n_samples, versions, configs = {}, {}, {}, {}
-    for spec in specs.values():
-        results[spec.name] = harness.run_task(spec, *args)
-        n_samples[spec.name] = {"original": len(spec.docs), "effective": len(spec.docs)}
-        versions[spec.name], configs[spec.name] = spec.version, {**spec.raw, "source": str(spec.source)}
+    out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {}}
+
+    clock = [time.time()]
+
+    def record(name: str, entry: dict, samples: dict, role: str, info: dict, version, task_config: dict):
+        n = len(next(iter(samples.values()))) if samples else 0
+        entry["seconds"], clock[0] = round(time.time() - clock[0], 2), time.time()  # since the last task finished
+        out["results"][name], out["samples"][name] = entry, samples
+        out["task_info"][name] = {**info, "role": role}
+        out["versions"][name], out["configs"][name] = version, task_config
+        out["n-samples"][name] = {"original": n, "effective": n}
+
+    for spec, role in specs:
+        info = judged_metric(spec.name, spec.raw.get("metric_list") or [], spec.output_type, ec.task_metrics)
+        entry, samples = harness.run_task(spec, model, tokenizer, bos, ec.max_length, ec.batch_size, pad,
+                                          config.train.loss_chunk_size)
+        record(spec.name, entry, samples, role, info, spec.version, {**spec.raw, "source": str(spec.source)})
     if harness_names:
-        harness_results = run_harness_tasks(harness_names, model_ref, config)
-        for key in ("results", "versions", "n-samples", "configs"):
-            {"results": results, "versions": versions, "n-samples": n_samples, "configs": configs}[key].update(
-                harness_results.get(key, {}))
-    for task in (t for t in tasks if t in KNOWN_TASKS):
-        versions[task] = 1
-        if task == "demo_task":
-            metrics, n = builtin.demo_task(*args, heldout_path=heldout_path)
-        elif task == "replay_kl":
-            metrics, n = builtin.replay_kl(*args, replay_dir=replay_dir, model_hash=model_ref.content_hash,
-                                           base_nll=lambda: base_replay_nll(config, replay_dir))
-        else:
-            metrics, n = builtin.general_text(*args)
-        results[task] = {"alias": task, **{_lm_eval_key(k): v for k, v in metrics.items()}}
-        n_samples[task] = {"original": n, "effective": n}
-    return {
-        "results": results,
-        "versions": versions,
-        "configs": configs,
-        "n-samples": n_samples,
-        "config": {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
-                   "batch_size": config.eval.batch_size, "max_length": config.eval.max_length},
-        "total_evaluation_time_seconds": round(time.time() - started, 2),
-    }
+        roles = {p.entry: p.role for p in planned}
+        for name, (entry, samples, info, version, task_config) in run_harness_tasks(harness_names, model_ref,
+                                                                                    config).items():
+            record(name, entry, samples, roles.get(name, "extra"), info, version, task_config)
+    context = builtin.EvalContext(
+        model, tokenizer, bos, pad, ec.batch_size, ec.max_length, config.train.loss_chunk_size,
+        heldout_examples=None, replay_dir=config.train.replay_dir, model_hash=model_ref.content_hash,
+        base_replay_nll=lambda: base_replay_nll(config, config.train.replay_dir))
+    for task in (p for p in planned if is_builtin(p.entry)):
+        if task.entry == "heldout_answers":
+            context.heldout_examples = heldout_examples(config, tokenizer, bos)
+        declared = builtin.BUILTIN_TASKS[task.entry]
+        info = judged_metric(task.entry, [{"metric": declared.metric, "higher_is_better": declared.higher_is_better}],
+                             None, ec.task_metrics)
+        metrics, samples = declared.run(context)
+        record(task.entry, {"alias": task.entry, **{_lm_eval_key(k): v for k, v in metrics.items()}}, samples,
+               task.role, info, 1, {})
+    out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
+                     "batch_size": ec.batch_size, "max_length": ec.max_length}
+    out["total_evaluation_time_seconds"] = round(time.time() - started, 2)
+    return out
+
+
+def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> dict:
+    """lm-eval's own simple_evaluate on the model directory, with its per-document samples turned into
+    ours: {task: (results entry, samples, judged metric, version, config)}."""
+    from lm_eval import simple_evaluate
+
+    raw = simple_evaluate(model="hf", model_args=f"pretrained={model_ref.path},dtype={config.model.dtype}",
+                          tasks=names, batch_size=config.eval.batch_size, log_samples=True)
+    out = {}
+    for name, entry in raw["results"].items():
+        task_config = raw.get("configs", {}).get(name, {})
+        info = judged_metric(name, task_config.get("metric_list") or [], task_config.get("output_type"),
+                             config.eval.task_metrics)
+        samples = lm_eval_samples(raw.get("samples", {}).get(name, []))
+        out[name] = (entry, samples, info, raw.get("versions", {}).get(name), task_config)
+    return out
+
+
+def lm_eval_samples(documents: list[dict]) -> dict:
+    """lm-eval's logged samples as per-item arrays: 0/1 metrics as they are; rolling-text metrics,
+    logged as (loglikelihood, words or bytes) pairs, as NLL, words and bytes."""
+    samples: dict[str, list] = {}
+    for doc in documents:
+        for metric in ("acc", "acc_norm", "exact_match"):
+            if metric in doc:
+                samples.setdefault(metric, []).append(float(doc[metric]))
+        if "word_perplexity" in doc and "byte_perplexity" in doc:
+            ll, words = doc["word_perplexity"]
+            _, num_bytes = doc["byte_perplexity"]
+            samples.setdefault("nll", []).append(-float(ll))
+            samples.setdefault("words", []).append(float(words))
+            samples.setdefault("bytes", []).append(float(num_bytes))
+    return samples
 
 
 def base_replay_nll(config, replay_dir: Path) -> list[float]:
@@ -117,8 +221,9 @@ def base_replay_nll(config, replay_dir: Path) -> list[float]:
     base = models.resolve_model(config.model)
     model, tokenizer = models.load_model_and_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
-    nll, _ = builtin.heldout_replay_nll(model, bos, config.eval, models.pad_token_id(tokenizer),
-                                        config.train.loss_chunk_size, replay_dir, desc="replay_kl (base)")
+    nll, _ = builtin.heldout_replay_nll(model, bos, config.eval.max_length, config.eval.batch_size,
+                                        models.pad_token_id(tokenizer), config.train.loss_chunk_size, replay_dir,
+                                        desc="replay_kl (base)")
     return nll
 
 
@@ -132,5 +237,8 @@ def metric_value(results: dict, task: str, metric: str) -> float:
 
 
 def write_results(results: dict, path: Path) -> None:
+    """Written whole or not at all: a temp file beside the target, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(results, indent=2) + "\n")
+    staging.replace(path)

@@ -1,11 +1,11 @@
-"""The evaluation stage: one model, a list of tasks, a results JSON on disk."""
+"""The evaluation stage: one model, the configured tasks, a results JSON on disk."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .. import models
-from ..data import task_files
+from .report import forgetting_report, render_markdown
 from .runner import evaluate_model, write_results
 
 
@@ -18,9 +18,20 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     out_file = Path(out_file)
     if out_file.exists():
         raise FileExistsError(f"{out_file} already exists; choose another --out (results are never overwritten)")
-    tasks = tasks or config.eval.tasks
     ref = models.resolve_model(model_config_for(config, model))
-    heldout = task_files(config).heldout if "demo_task" in tasks else None
-    results = evaluate_model(ref, config, tasks, Path(heldout) if heldout else None)
+    results = evaluate_model(ref, config, tasks)
     write_results(results, out_file)
     return results
+
+
+def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
+    """The forgetting report of two evaluations: `out_file` (JSON), its markdown and PNG beside it."""
+    from ..plots import plot_forgetting
+
+    ec = config.eval
+    report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence)
+    out_file = Path(out_file)
+    write_results(report, out_file)
+    out_file.with_suffix(".md").write_text(render_markdown(report))
+    plot_forgetting(report, out_file.with_suffix(".png"), config.gate.max_forgetting)
+    return report

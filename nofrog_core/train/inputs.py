@@ -15,7 +15,7 @@ import torch
 
 from .. import models
 from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, task_files
-from ..evaluate.builtin import document_examples, general_documents
+from ..evaluate.builtin import document_examples, general_documents, split_probes
 from . import controls
 from .loop import TrainingInputs
 
@@ -45,10 +45,12 @@ def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData
     replay, replay_info = load_replay(config, base, bos)
     probes = {}
     if tc.monitor_every:
-        probes["general_text"] = document_examples(tokenizer, general_documents(), bos, config.data.max_length)
+        # The probes' share of the items (split_probes): the final evaluation never scores them.
+        probe_docs, _ = split_probes(general_documents())
+        probes["general_text"] = document_examples(tokenizer, probe_docs, bos, config.data.max_length)
         if tc.replay_dir is not None and (tc.replay_dir / "heldout.jsonl").is_file():
-            probes["replay_heldout"] = load_replay_examples(tc.replay_dir, bos, config.data.max_length,
-                                                            "heldout.jsonl")
+            probes["replay_heldout"], _ = split_probes(load_replay_examples(tc.replay_dir, bos, config.data.max_length,
+                                                                            "heldout.jsonl"))
     return TrainingData(train, validation, report, files, replay, replay_info, probes, bos_choice)
 
 

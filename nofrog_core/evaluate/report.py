@@ -1,0 +1,183 @@
+"""The forgetting report: before vs after on the same items, with paired intervals.
+
+Definitions (methods.md section 5):
+
+- Each task declares its metric and direction (`task_info` in the results) and a role:
+  `forgetting` (an old capability), `gain` (the new task) or `extra` (reported only).
+- Forgetting of a task: the relative drop of its metric, sign-aware,
+  `(before - after) / |before|` when higher is better, `(after - before) / |before|` when
+  lower is better. Rolling text tasks are measured in bits per byte, linear in NLL.
+- Aggregate forgetting: the mean per-task drop, raw and clipped at 0 per task (an
+  improvement on one capability does not pay for a loss on another).
+- Gain of a task: the change of its metric in its own units, positive = better.
+- Intervals: before and after scored the same items, so every resample draws the same
+  items for both (paired bootstrap), recomputes every per-task figure, and the aggregate
+  from those; the interval is the central `confidence` range of the resamples.
+- Binary per-item metrics (accuracy, exact match) also report flips (right -> wrong b,
+  wrong -> right c) and McNemar's exact p-value, the binomial test of b against c.
+- A task whose base score is 0 or not finite, or whose items differ between the two
+  evaluations, is left out of every aggregate with the reason: it never makes one NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .metrics import METRICS, as_arrays, item_count
+
+ROLES = ("forgetting", "gain", "extra")
+
+
+def relative_drop(before, after, higher_is_better: bool):
+    """Fraction of the score lost: 0.1 = 10% worse, negative = improved. Works on arrays too."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drop = (np.asarray(before, dtype=float) - after) / np.abs(before)
+    drop = drop if higher_is_better else -drop
+    if np.ndim(drop) == 0:
+        return float(drop)
+    return np.where(np.isfinite(drop), drop, np.nan)  # a resample whose base score is 0 has no drop
+
+
+def mcnemar(before_right: np.ndarray, after_right: np.ndarray) -> dict:
+    """Flips between two 0/1 score vectors on the same items and McNemar's exact two-sided p."""
+    from scipy.stats import binomtest
+
+    lost = int(np.sum((before_right == 1) & (after_right == 0)))
+    won = int(np.sum((before_right == 0) & (after_right == 1)))
+    p = binomtest(lost, lost + won, 0.5).pvalue if lost + won else 1.0
+    return {"right_to_wrong": lost, "wrong_to_right": won, "p": float(p)}
+
+
+def interval(draws: np.ndarray, confidence: float) -> list[float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def _unusable(task: str, before: dict, after: dict) -> str | None:
+    """Why a task cannot enter the report, or None."""
+    if task not in before.get("samples", {}) or task not in after.get("samples", {}):
+        return "no per-item scores in both evaluations"
+    n_before = item_count(as_arrays(before["samples"][task]))
+    n_after = item_count(as_arrays(after["samples"][task]))
+    if n_before != n_after or n_before == 0:
+        return f"item counts differ or are zero (before {n_before}, after {n_after})"
+    return None
+
+
+def _task_row(task: str, spec: dict, before: dict, after: dict, resamples: int, rng, confidence: float):
+    """One row and its resampled figure (drop for forgetting, gain otherwise)."""
+    metric = METRICS[spec["metric"]]
+    hib = spec["higher_is_better"]
+    b_items, a_items = as_arrays(before["samples"][task]), as_arrays(after["samples"][task])
+    n = item_count(b_items)
+    index = rng.integers(0, n, size=(resamples, n))
+    b, a = float(metric.compute(b_items)), float(metric.compute(a_items))
+    b_draws = metric.compute({k: v[index] for k, v in b_items.items()})
+    a_draws = metric.compute({k: v[index] for k, v in a_items.items()})
+    row = {"task": task, "metric": metric.name, "higher_is_better": hib, "before": b, "after": a, "items": n}
+    if spec["role"] == "forgetting":
+        if not (math.isfinite(b) and b != 0):
+            return None, f"base score {b} is 0 or undefined: no relative drop"
+        draws = relative_drop(b_draws, a_draws, hib)
+        row["drop"] = relative_drop(b, a, hib)
+    else:
+        # Gain is positive when the model got better; a reported-only task shows after - before as is.
+        sign = 1.0 if hib or spec["role"] != "gain" else -1.0
+        figure = "gain" if spec["role"] == "gain" else "change"
+        row[figure], draws = sign * (a - b), sign * (a_draws - b_draws)
+    row["ci"] = interval(draws, confidence)
+    if metric.binary:
+        row.update(mcnemar(b_items[metric.name], a_items[metric.name]))
+    secondary = {m.split(",")[0]: [before["results"][task].get(m), after["results"][task].get(m)]
+                 for m in after["results"].get(task, {}) if m.endswith(",none") and "_stderr" not in m
+                 and m.split(",")[0] != metric.name}
+    if secondary:
+        row["secondary"] = secondary
+    return (row, draws), None
+
+
+def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: int = 0,
+                      confidence: float = 0.95) -> dict:
+    """The report the gate reads (see the module docstring for every definition)."""
+    rng = np.random.default_rng(seed)
+    info = after.get("task_info", {})
+    rows = {role: [] for role in ROLES}
+    draws = {role: [] for role in ROLES}
+    excluded = []
+    for task, spec in info.items():
+        reason = _unusable(task, before, after)
+        result = None
+        if reason is None:
+            result, reason = _task_row(task, spec, before, after, resamples, rng, confidence)
+        if result is None:
+            excluded.append({"task": task, "role": spec["role"], "reason": reason})
+            continue
+        rows[spec["role"]].append(result[0])
+        draws[spec["role"]].append(result[1])
+    report = {"forgetting_tasks": rows["forgetting"], "gain_tasks": rows["gain"], "other_tasks": rows["extra"],
+              "excluded": excluded, "resamples": resamples, "confidence": confidence, "seed": seed}
+    report.update(_aggregate(rows["forgetting"], draws["forgetting"], confidence))
+    gains = [r["gain"] for r in rows["gain"]]
+    report["task_gain"] = float(np.mean(gains)) if gains else math.nan
+    report["task_gain_ci"] = interval(np.mean(draws["gain"], axis=0), confidence) if gains else [math.nan] * 2
+    return report
+
+
+def _aggregate(rows: list[dict], draws: list[np.ndarray], confidence: float) -> dict:
+    """Mean per-task drop, raw and clipped at 0 per task, each with its interval."""
+    if not rows:
+        # No usable forgetting task: nothing was shown to be kept, so the gate cannot pass on it.
+        nan2 = [math.nan, math.nan]
+        return {"forgetting": math.nan, "forgetting_clipped": math.nan, "forgetting_ci": nan2,
+                "forgetting_clipped_ci": nan2}
+    stacked = np.vstack(draws)
+    drops = np.array([r["drop"] for r in rows])
+    return {"forgetting": float(drops.mean()), "forgetting_clipped": float(np.maximum(drops, 0).mean()),
+            "forgetting_ci": interval(stacked.mean(axis=0), confidence),
+            "forgetting_clipped_ci": interval(np.maximum(stacked, 0).mean(axis=0), confidence)}
+
+
+# ------------------------------------------------------------------ rendering
+def _pct(value) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.2%}"
+
+
+def _num(value) -> str:
+    return "n/a" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _flips(row: dict) -> str:
+    if "right_to_wrong" not in row:
+        return ""
+    return f"{row['right_to_wrong']} / {row['wrong_to_right']} (p={row['p']:.3g})"
+
+
+def render_markdown(report: dict, title: str = "Before vs after fine-tuning") -> str:
+    """The one rendering of a report: CLI, Prefect artifact, MLflow and the benchmark all use it.
+
+    Drops are positive when the model got worse; gains positive when it got better.
+    """
+    pct = f"{report.get('confidence', 0.95):.0%}"
+    lines = [f"### {title}", "",
+             f"| task | role | metric | before | after | drop or gain | {pct} interval | flips lost / won (McNemar p) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in report["forgetting_tasks"]:
+        lines.append(f"| {row['task']} | forgetting | {row['metric']} | {_num(row['before'])} | {_num(row['after'])} "
+                     f"| drop {_pct(row['drop'])} | [{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] | {_flips(row)} |")
+    for key, label in (("gain_tasks", "gain"), ("other_tasks", "change")):
+        for row in report[key]:
+            lines.append(f"| {row['task']} | {'gain' if label == 'gain' else 'reported'} | {row['metric']} "
+                         f"| {_num(row['before'])} | {_num(row['after'])} | {label} {row[label]:+.4g} "
+                         f"| [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}] | {_flips(row)} |")
+    lines += ["", f"Forgetting (mean relative drop, positive = worse): {_pct(report['forgetting'])} "
+                  f"[{_pct(report['forgetting_ci'][0])}, {_pct(report['forgetting_ci'][1])}]; "
+                  f"clipped at 0 per task (what the gate reads): {_pct(report['forgetting_clipped'])} "
+                  f"[{_pct(report['forgetting_clipped_ci'][0])}, {_pct(report['forgetting_clipped_ci'][1])}].",
+              f"Task gain: {_num(report['task_gain'])} "
+              f"[{_num(report['task_gain_ci'][0])}, {_num(report['task_gain_ci'][1])}]."]
+    for entry in report["excluded"]:
+        lines.append(f"Left out: {entry['task']} ({entry['role']}): {entry['reason']}.")
+    return "\n".join(lines) + "\n"

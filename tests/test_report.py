@@ -1,0 +1,147 @@
+"""The forgetting report, its intervals and the gate, on constructed per-item scores with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nofrog_core.evaluate.metrics import METRICS, value
+from nofrog_core.evaluate.report import forgetting_report, mcnemar, relative_drop, render_markdown
+from nofrog_core.gate import decide
+
+
+def evaluation(tasks: dict[str, tuple[str, str, dict]]) -> dict:
+    """A results dict as `nofrog eval` writes it: {task: (role, metric, samples)}."""
+    out = {"results": {}, "samples": {}, "task_info": {}}
+    for task, (role, metric, samples) in tasks.items():
+        out["samples"][task] = samples
+        out["results"][task] = {f"{metric},none": value(metric, samples)}
+        out["task_info"][task] = {"metric": metric, "higher_is_better": METRICS[metric].higher_is_better,
+                                  "role": role}
+    return out
+
+
+def text(nll: list[float], num_bytes: int = 100) -> dict:
+    return {"nll": nll, "bytes": [num_bytes] * len(nll), "words": [20] * len(nll)}
+
+
+def test_relative_drop_is_sign_aware():
+    assert relative_drop(0.6, 0.5, higher_is_better=True) == pytest.approx(1 / 6)
+    assert relative_drop(20.0, 25.0, higher_is_better=False) == pytest.approx(0.25)
+    assert relative_drop(0.5, 0.6, higher_is_better=True) == pytest.approx(-0.2)
+
+
+def test_rolling_text_is_measured_in_bits_per_byte_so_a_doubled_nll_is_a_100_percent_drop():
+    before = evaluation({"prose": ("forgetting", "bits_per_byte", text([50.0, 70.0]))})
+    after = evaluation({"prose": ("forgetting", "bits_per_byte", text([100.0, 140.0]))})
+    row = forgetting_report(before, after)["forgetting_tasks"][0]
+    assert row["metric"] == "bits_per_byte" and row["drop"] == pytest.approx(1.0)
+    # word perplexity (exp of NLL per word) rose far more than 100%; it stays in the row as a secondary figure
+    assert before["results"]["prose"]["bits_per_byte,none"] == pytest.approx(120 / 200 / math.log(2))
+
+
+def test_aggregate_is_the_mean_drop_raw_and_clipped_per_task():
+    before = evaluation({"a": ("forgetting", "acc", {"acc": [1.0] * 8 + [0.0] * 2}),
+                         "b": ("forgetting", "acc", {"acc": [1.0] * 4 + [0.0] * 6})})
+    after = evaluation({"a": ("forgetting", "acc", {"acc": [1.0] * 6 + [0.0] * 4}),   # 0.8 -> 0.6: 25% worse
+                        "b": ("forgetting", "acc", {"acc": [1.0] * 5 + [0.0] * 5})})  # 0.4 -> 0.5: 25% better
+    report = forgetting_report(before, after)
+    assert report["forgetting"] == pytest.approx(0.0)
+    assert report["forgetting_clipped"] == pytest.approx(0.125)  # the improvement does not pay for the loss
+    low, high = report["forgetting_clipped_ci"]
+    assert low <= report["forgetting_clipped"] <= high
+
+
+def test_paired_bootstrap_interval_matches_the_binomial_on_a_known_case():
+    # Before: all 400 right. After: 40 wrong. The drop of every resample is the share of wrong items
+    # it drew, a binomial proportion: 0.1 +- 1.96 * sqrt(0.1 * 0.9 / 400) = [0.0706, 0.1294].
+    n = 400
+    before = evaluation({"mc": ("forgetting", "acc", {"acc": [1.0] * n})})
+    after = evaluation({"mc": ("forgetting", "acc", {"acc": [0.0] * 40 + [1.0] * (n - 40)})})
+    report = forgetting_report(before, after, resamples=4000)
+    row = report["forgetting_tasks"][0]
+    assert row["drop"] == pytest.approx(0.1)
+    assert row["ci"] == pytest.approx([0.0706, 0.1294], abs=0.006)
+    assert report["forgetting_ci"] == pytest.approx(row["ci"])  # one task: the aggregate is that task
+
+
+def test_an_unchanged_model_has_a_zero_width_interval():
+    rng = np.random.default_rng(0)
+    samples = {"acc": rng.integers(0, 2, 300).astype(float).tolist()}
+    same = evaluation({"mc": ("forgetting", "acc", samples), "prose": ("forgetting", "bits_per_byte",
+                                                                       text(rng.uniform(50, 90, 30).tolist()))})
+    report = forgetting_report(same, same)
+    assert report["forgetting"] == 0.0 and report["forgetting_ci"] == [0.0, 0.0]
+
+
+def test_mcnemar_on_hand_counted_flips():
+    # 8 right -> wrong, 2 wrong -> right, 10 unchanged: p = 2 * P(X <= 2 | 10, 0.5) = 2 * 56 / 1024.
+    before = np.array([1] * 8 + [0] * 2 + [1] * 5 + [0] * 5)
+    after = np.array([0] * 8 + [1] * 2 + [1] * 5 + [0] * 5)
+    assert mcnemar(before, after) == {"right_to_wrong": 8, "wrong_to_right": 2, "p": pytest.approx(112 / 1024)}
+    assert mcnemar(before, before)["p"] == 1.0
+
+
+def test_zero_baseline_is_left_out_with_its_reason_and_the_aggregate_stays_finite():
+    before = evaluation({"never": ("forgetting", "acc", {"acc": [0.0] * 10}),
+                         "mc": ("forgetting", "acc", {"acc": [1.0] * 10})})
+    after = evaluation({"never": ("forgetting", "acc", {"acc": [1.0] * 10}),
+                        "mc": ("forgetting", "acc", {"acc": [1.0] * 9 + [0.0]})})
+    report = forgetting_report(before, after)
+    assert [row["task"] for row in report["forgetting_tasks"]] == ["mc"]
+    assert report["excluded"] == [{"task": "never", "role": "forgetting",
+                                   "reason": "base score 0.0 is 0 or undefined: no relative drop"}]
+    assert report["forgetting_clipped"] == pytest.approx(0.1) and all(map(math.isfinite, report["forgetting_ci"]))
+    assert "Left out: never" in render_markdown(report)
+
+
+def test_gain_is_in_the_task_metric_with_flips_and_an_interval():
+    before = evaluation({"qa": ("gain", "exact_match", {"exact_match": [0.0] * 20})})
+    after = evaluation({"qa": ("gain", "exact_match", {"exact_match": [1.0] * 10 + [0.0] * 10})})
+    report = forgetting_report(before, after)
+    row = report["gain_tasks"][0]
+    assert report["task_gain"] == row["gain"] == pytest.approx(0.5)
+    assert row["wrong_to_right"] == 10 and row["right_to_wrong"] == 0
+    assert report["task_gain_ci"][0] < 0.5 < report["task_gain_ci"][1]
+
+
+def report_with(clipped: float, high: float, drops: dict | None = None, gain: float = 0.3) -> dict:
+    rows = [{"task": t, "drop": d} for t, d in (drops or {"a": clipped}).items()]
+    return {"forgetting": clipped, "forgetting_clipped": clipped, "forgetting_clipped_ci": [0.0, high],
+            "forgetting_tasks": rows, "task_gain": gain, "excluded": []}
+
+
+@pytest.mark.parametrize("decide_on, passed, why", [
+    ("point", True, "forgetting 0.0200 <= 0.03"),
+    ("upper_bound", False, "upper end of the forgetting interval 0.0450 > gate.max_forgetting 0.03"),
+])
+def test_gate_decides_on_the_point_or_the_upper_end_of_the_interval(decide_on, passed, why):
+    decision = decide(report_with(0.02, 0.045), 0.03, 0.0, decide_on)
+    assert decision.passed is passed and why in decision.reason
+
+
+def test_gate_rules():
+    assert decide(report_with(0.03, 0.03, gain=0.5), 0.03, 0.5).passed  # thresholds are inclusive
+    assert "task gain 0.1000 < gate.min_task_gain 0.2" in decide(report_with(0.0, 0.0, gain=0.1), 0.03, 0.2).reason
+    assert "not finite" in decide(report_with(math.nan, math.nan), 0.03, 0.0).reason
+    capped = decide(report_with(0.02, 0.02, drops={"a": 0.0, "b": 0.04}), 0.03, 0.0, max_task_drop=0.035)
+    assert not capped.passed and "b dropped 0.0400 > gate.max_task_drop 0.035" in capped.reason
+
+
+def test_gate_can_require_beating_the_champion():
+    report = report_with(0.0, 0.0, gain=1.0)
+    assert decide(report, 0.03, 0.0, require_beat_champion=True, gain_over_champion=0.2).passed
+    worse = decide(report, 0.03, 0.0, require_beat_champion=True, gain_over_champion=-0.1)
+    assert not worse.passed and "champion" in worse.reason
+    assert decide(report, 0.03, 0.0, require_beat_champion=True, gain_over_champion=None).passed  # none yet
+    assert decide(report, 0.03, 0.0, gain_over_champion=-0.1).passed  # off by default
+
+
+def test_renderer_signs_worse_is_a_positive_drop_everywhere():
+    before = evaluation({"prose": ("forgetting", "bits_per_byte", text([50.0])),
+                         "mc": ("forgetting", "acc", {"acc": [1.0, 1.0, 0.0, 0.0]})})
+    after = evaluation({"prose": ("forgetting", "bits_per_byte", text([100.0])),   # NLL doubled: worse
+                        "mc": ("forgetting", "acc", {"acc": [1.0, 1.0, 1.0, 0.0]})})  # 0.5 -> 0.75: better
+    table = render_markdown(forgetting_report(before, after))
+    assert "| prose | forgetting | bits_per_byte | 0.7213 | 1.443 | drop +100.00% |" in table
+    assert "| mc | forgetting | acc | 0.5 | 0.75 | drop -50.00% |" in table
