@@ -9,8 +9,11 @@ Tasks (each a lm-eval multiple_choice YAML beside its JSONL):
   and everyday facts.
 - arithmetic: two-digit sums and differences, small products; wrong choices off by 1, 2 or 10.
 - language: opposites, irregular plurals and past tenses, the order of days and months.
-- everyday_reasoning: short generated stories with a question about them (who has what, where
-  someone went, counting, ordering) and common-sense questions.
+- everyday_reasoning: short generated stories with a question about them (where someone went,
+  what someone bought, who came first) and common-sense questions.
+
+Only item families the base model (Gemma 3 270M) answers above chance are kept: a family at
+chance adds noise to the forgetting figure and no signal.
 """
 
 from __future__ import annotations
@@ -130,8 +133,6 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December"]
 NAMES = ["Anna", "Tom", "Maria", "Peter", "Lucy", "James", "Sara", "David", "Emma", "Paul", "Nina", "Mark",
          "Julia", "Sam", "Clara", "Ben"]
-COLORS = ["red", "blue", "green", "yellow", "black", "white", "brown", "orange"]
-OBJECTS = ["ball", "car", "hat", "bag", "bike", "coat", "cup", "book", "kite", "scarf"]
 PLACES = ["library", "market", "park", "bakery", "museum", "station", "school", "beach", "bank", "zoo"]
 FRUITS = ["apples", "pears", "oranges", "plums", "lemons", "peaches"]
 COMMON_SENSE = [
@@ -239,35 +240,28 @@ def language(rng: random.Random) -> list[dict]:
     return items
 
 
-def article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
 def story_item(rng: random.Random, kind: int) -> dict:
+    """Three story families the base model answers above chance (measured on Gemma 3 270M, 40 items
+    each: where someone went last 0.87, what someone bought 0.45, who came first 0.48). Families it
+    answered at or below chance were dropped: the colour of the second object (0.10), what is left
+    after giving some away (0.07), the shortest of three (0.23), where someone went first (0.25)."""
     a, b, c = rng.sample(NAMES, 3)
     if kind == 0:
-        (c1, c2), (o1, o2) = rng.sample(COLORS, 2), rng.sample(OBJECTS, 2)
-        text = f"{a} has {article(c1)} {c1} {o1} and {b} has {article(c2)} {c2} {o2}. What color is {b}'s {o2}?"
-        return choice_item(text, c2, [c1, *others([x for x in COLORS if x != c1], c2, rng, 2)], rng)
-    if kind == 1:
         p1, p2 = rng.sample(PLACES, 2)
         text = f"In the morning {a} went to the {p1}. In the afternoon {a} went to the {p2}. " \
                f"Where did {a} go in the afternoon?"
         return choice_item(text, f"the {p2}", [f"the {p1}", *[f"the {p}" for p in
                                                             others([x for x in PLACES if x != p1], p2, rng, 2)]], rng)
-    if kind == 2:
-        fruit, n = rng.choice(FRUITS), rng.randint(5, 12)
-        k = rng.randint(1, n - 2)
-        text = f"{a} had {n} {fruit} and gave {k} of them to {b}. How many {fruit} does {a} have now?"
-        right = n - k
-        wrong = rng.sample(sorted({n, k, n + k, right + 1, right - 1} - {right}), 3)
-        return choice_item(text, str(right), [str(w) for w in wrong], rng)
-    text = f"{a} is taller than {b}, and {b} is taller than {c}. Who is the shortest?"
-    return choice_item(text, c, [a, b], rng)
+    if kind == 1:
+        f1, f2 = rng.sample(FRUITS, 2)
+        text = f"{a} went to the market and bought {f1}. {a} did not buy {f2}. What did {a} buy?"
+        return choice_item(text, f1, [f2, *others([x for x in FRUITS if x != f2], f1, rng, 2)], rng)
+    text = f"{a} arrived first, then {b}, and {c} arrived last. Who arrived first?"
+    return choice_item(text, a, [b, c], rng)
 
 
 def everyday_reasoning(rng: random.Random, stories: int = 120) -> list[dict]:
-    items = [story_item(rng, i % 4) for i in range(stories)]
+    items = [story_item(rng, i % 3) for i in range(stories)]
     items += [choice_item(q, right, wrong, rng) for q, right, wrong in COMMON_SENSE]
     return items
 
