@@ -137,3 +137,17 @@ def test_choices_scored_after_a_shared_context_equal_each_request_scored_alone(t
     assert [len(s) for s in shared] == [len(d["options"]) for d in DOCS * 3]
     for got, want in zip(shared, alone):
         assert got == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_a_task_template_cannot_run_code(tmp_path):
+    # The payload of the reliability issue: with a plain Jinja environment it ran `id` as this user.
+    marker = tmp_path / "pwned"
+    payload = "{{ lipsum.__globals__['os'].popen('touch " + str(marker) + "').read() }}{{question}}"
+    mc_task(tmp_path / "suite")
+    path = tmp_path / "suite" / "tiny_mc.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["doc_to_text"] = payload
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(TaskError, match="tiny_mc.yaml: field 'doc_to_text' template .* is refused"):
+        load_task(path)
+    assert not marker.exists()

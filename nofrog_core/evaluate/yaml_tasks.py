@@ -75,6 +75,9 @@ class TaskSpec:
         except jinja2.UndefinedError as err:
             raise TaskError(f"{self.source}: field {field!r} template {template!r}: {err.message}; "
                             f"document columns are {sorted(doc)}") from None
+        except jinja2.exceptions.SecurityError as err:
+            raise TaskError(f"{self.source}: field {field!r} template {template!r} is refused: {err} (task templates "
+                            "run sandboxed: they may read the document's columns, not Python internals)") from None
         except jinja2.TemplateError as err:
             raise TaskError(f"{self.source}: field {field!r} is not a valid template: {err}") from None
         if field == "doc_to_choice" or (field == "doc_to_target" and text.strip().isdigit()):
@@ -124,10 +127,13 @@ class TaskSpec:
 
 @functools.lru_cache(maxsize=256)
 def _compiled(template: str):
-    """A task's few templates are compiled once, not once per document and field."""
+    """A task's few templates are compiled once, not once per document and field. A task file is
+    data, not code: its templates render in Jinja's immutable sandbox, which refuses attribute
+    access to Python internals (`lipsum.__globals__`, `__class__`, ...), as nofrog refuses `!function`."""
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template)
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(template)
 
 
 # ------------------------------------------------------------------- loading
