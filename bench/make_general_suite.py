@@ -5,10 +5,11 @@ hand-written facts and word lists below, expanded by templates with a fixed seed
 files are reproducible: `python bench/make_general_suite.py` rewrites them identically.
 
 Tasks (each a lm-eval multiple_choice YAML beside its JSONL):
-- world_knowledge: capitals, chemical symbols, languages, currencies, animal classes, science
-  and everyday facts.
+- world_knowledge: capitals (both ways), chemical symbols (both ways), languages, currencies,
+  animal classes, science and everyday facts.
 - arithmetic: two-digit sums and differences, small products; wrong choices off by 1, 2 or 10.
-- language: opposites, irregular plurals and past tenses, the order of days and months.
+- language: opposites (both ways), comparatives, irregular plurals and past tenses, the order of
+  days and months.
 - everyday_reasoning: short generated stories with a question about them (where someone went,
   what someone bought, who came first) and common-sense questions.
 
@@ -128,6 +129,11 @@ PAST_TENSES = {
     "fly": "flew", "know": "knew", "grow": "grew", "sleep": "slept", "keep": "kept", "leave": "left",
     "find": "found", "tell": "told", "sell": "sold", "stand": "stood", "understand": "understood",
 }
+COMPARATIVES = {
+    "good": "better", "bad": "worse", "far": "farther", "big": "bigger", "happy": "happier", "hot": "hotter",
+    "thin": "thinner", "easy": "easier", "little": "less", "beautiful": "more beautiful", "wet": "wetter",
+    "funny": "funnier", "sad": "sadder", "heavy": "heavier", "important": "more important", "busy": "busier",
+}
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
@@ -185,9 +191,13 @@ def world_knowledge(rng: random.Random) -> list[dict]:
     items = []
     for country, city in CAPITALS.items():
         items.append(choice_item(f"What is the capital of {country}?", city, others(CAPITALS.values(), city, rng), rng))
+        items.append(choice_item(f"{city} is the capital of which country?", country,
+                                 others(CAPITALS, country, rng), rng))
     for element, symbol in SYMBOLS.items():
         items.append(choice_item(f"What is the chemical symbol for {element}?", symbol,
                                  others(SYMBOLS.values(), symbol, rng), rng))
+        items.append(choice_item(f"Which element has the chemical symbol {symbol}?", element,
+                                 others(SYMBOLS, element, rng), rng))
     for country, language in LANGUAGES.items():
         items.append(choice_item(f"What language is mainly spoken in {country}?", language,
                                  others(LANGUAGES.values(), language, rng), rng))
@@ -201,7 +211,7 @@ def world_knowledge(rng: random.Random) -> list[dict]:
     return items
 
 
-def arithmetic(rng: random.Random, count: int = 210) -> list[dict]:
+def arithmetic(rng: random.Random, count: int = 360) -> list[dict]:
     items = []
     while len(items) < count:
         kind = len(items) % 3
@@ -222,13 +232,18 @@ def arithmetic(rng: random.Random, count: int = 210) -> list[dict]:
 def language(rng: random.Random) -> list[dict]:
     items = []
     words = sorted(set(OPPOSITES) | set(OPPOSITES.values()))
-    for word, opposite in OPPOSITES.items():
+    for word, opposite in [*OPPOSITES.items(), *((b, a) for a, b in OPPOSITES.items())]:
         wrong = others([w for w in words if w != word], opposite, rng)
         items.append(choice_item(f"The opposite of \"{word}\" is", f"\"{opposite}\"", [f"\"{w}\"" for w in wrong],
                                  rng))
     for word, plural in PLURALS.items():
         wrong = sorted({word + "s", word + "es", plural + "s", word + "en"} - {plural})[:3]
         items.append(choice_item(f"The plural of \"{word}\" is", f"\"{plural}\"", [f"\"{w}\"" for w in wrong], rng))
+    for adjective, comparative in COMPARATIVES.items():
+        wrong = sorted({adjective + "er", "more " + adjective, comparative + "er", "most " + adjective}
+                       - {comparative})[:3]
+        items.append(choice_item(f"The comparative of \"{adjective}\" is", f"\"{comparative}\"",
+                                 [f"\"{w}\"" for w in wrong], rng))
     for verb, past in PAST_TENSES.items():
         wrong = sorted({verb + "ed", verb + "d", past + "ed", verb + "s"} - {past})[:3]
         items.append(choice_item(f"The past tense of \"{verb}\" is", f"\"{past}\"", [f"\"{w}\"" for w in wrong],
@@ -260,7 +275,7 @@ def story_item(rng: random.Random, kind: int) -> dict:
     return choice_item(text, a, [b, c], rng)
 
 
-def everyday_reasoning(rng: random.Random, stories: int = 120) -> list[dict]:
+def everyday_reasoning(rng: random.Random, stories: int = 210) -> list[dict]:
     items = [story_item(rng, i % 3) for i in range(stories)]
     items += [choice_item(q, right, wrong, rng) for q, right, wrong in COMMON_SENSE]
     return items
@@ -288,7 +303,7 @@ metadata:
 DOCS = {
     "world_knowledge": "Capitals, chemical symbols, languages, currencies, animal classes, science and everyday facts.",
     "arithmetic": "Two-digit sums and differences and small products; wrong choices are off by 1, 2 or 10.",
-    "language": "Opposites, irregular plurals and past tenses, the order of days and months.",
+    "language": "Opposites, comparatives, irregular plurals and past tenses, the order of days and months.",
     "everyday_reasoning": "Short generated stories with a question about them, and common-sense questions.",
 }
 

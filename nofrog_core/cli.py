@@ -1,4 +1,5 @@
-"""The `nofrog` command.
+"""The `nofrog` command's library commands (the ones that start Prefect flows, `run` and `serve`,
+live in flows/cli.py, which adds them to this app: the library never imports the orchestrator).
 
 Every subcommand takes `--config FILE` and repeatable `--set section.key=value`;
 the config is validated before any work starts. Errors a user can fix are
@@ -171,53 +172,6 @@ def gate(
     console.print(f"gate {decision.label}: {decision.reason}", highlight=False)
     for version, moved in zip(versions, moves):
         console.print(f"registered {version.name} version {version.version}: tags updated, {moved}", highlight=False)
-
-
-@app.command()
-def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
-    """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate."""
-    from .tracking import tracking_uri
-
-    with user_errors():
-        cfg = _config(config, overrides)  # validate before Prefect starts
-        from .tracking import check_reachable
-
-        check_reachable(cfg.tracking)
-        from flows.retrain import retrain_pipeline  # Prefect lives outside the library
-
-        summary = retrain_pipeline(str(config) if config else None, list(overrides))
-    print_report(summary["report"])
-    console.print(f"gate [bold]{summary['gate']['label']}[/]: {summary['gate']['reason']}")
-    registered = summary["registered"]
-    console.print(f"registered {registered['registered_model']} version {registered['version']}"
-                  + (f" and moved '{registered['alias']}' to it" if registered["promoted"]
-                     else f"; '{registered['alias']}' not moved"))
-    console.print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items()))
-    console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
-    console.print(f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg.tracking)}  (http://127.0.0.1:5000)")
-    console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")
-
-
-@app.command()
-def serve(
-    cron: str = typer.Option("0 2 * * *", "--cron", help="When to run, as a cron expression (UTC)."),
-    name: str = typer.Option("nofrog-retrain-served", "--name", help="Deployment name shown in the Prefect UI."),
-    config: Optional[Path] = ConfigOption,
-    overrides: list[str] = SetOption,
-) -> None:
-    """Serve the retraining flow on a cron schedule from this process (Prefect's flow.serve).
-
-    Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
-    """
-    with user_errors():
-        _config(config, overrides)  # validate now, not at 2 a.m.
-        from prefect.schedules import Cron
-
-        Cron(cron)  # a malformed expression fails here, with the expression in the message
-        from flows.retrain import retrain_pipeline
-
-    retrain_pipeline.serve(name=name, schedules=[Cron(cron, timezone="UTC")],
-                           parameters={"config_path": str(config) if config else None, "overrides": list(overrides)})
 
 
 def print_report(report: dict) -> None:

@@ -5,7 +5,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from nofrog_core.cli import app
+from flows.cli import app
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
-from nofrog_core.cli import app
+from flows.cli import app
 
 
 @pytest.fixture(scope="module", autouse=True)

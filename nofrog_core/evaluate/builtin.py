@@ -4,10 +4,10 @@
   validation split, else the demo task's held-out questions). Primary metric:
   exact match of the greedy answer; the reference answers' mean token NLL
   (`answer_loss`) is kept as a secondary figure.
-- ``general_text``: general prose of several genres shipped in
-  ``nofrog_core/data_files/general_text.txt`` (written for this project, under
-  its licence), in bits per byte (linear in NLL), with lm-eval's word and byte
-  perplexities beside it.
+- ``general_text`` (expository prose) and ``story_text`` (stories, dialogue,
+  letters, fables), shipped in ``nofrog_core/data_files/*.txt`` (written for this
+  project, under its licence), in bits per byte (linear in NLL), with lm-eval's
+  word and byte perplexities beside it.
 - ``replay_kl``: log p_base - log p_model per token on held-out context-free
   samples of the base: an estimate of KL(base || model).
 
@@ -79,9 +79,14 @@ def _from_samples(samples: dict, names: tuple[str, ...]) -> dict:
 
 
 # ----------------------------------------------------------------- general text
-def general_documents() -> list[str]:
-    text = resources.files("nofrog_core").joinpath("data_files/general_text.txt").read_text()
+def text_documents(name: str) -> list[str]:
+    """The documents of a shipped text file (nofrog_core/data_files/<name>.txt), one per paragraph."""
+    text = resources.files("nofrog_core").joinpath(f"data_files/{name}.txt").read_text()
     return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def general_documents() -> list[str]:
+    return text_documents("general_text")
 
 
 def document_examples(tokenizer, documents: list[str], bos_token_id: int | None, max_length: int) -> list[Example]:
@@ -98,17 +103,29 @@ def document_windows(tokenizer, document: str, bos_token_id: int | None, max_len
             for start in range(0, len(ids), width)]
 
 
-@register_builtin("general_text", "bits_per_byte")
-def general_text(ctx: EvalContext) -> tuple[dict, dict]:
-    _, documents = split_probes(general_documents())
+def score_text(ctx: EvalContext, name: str) -> tuple[dict, dict]:
+    """Bits per byte (and lm-eval's perplexities) of a shipped text, less the monitor's documents."""
+    _, documents = split_probes(text_documents(name))
     windows, owners = [], []
     for index, doc in enumerate(documents):
         for window in document_windows(ctx.tokenizer, doc, ctx.bos_token_id, ctx.max_length):
             windows.append(window)
             owners.append(index)
-    nll, _ = sequence_nll(ctx.model, windows, ctx.batch_size, ctx.pad_token_id, ctx.chunk_size, desc="general_text")
+    nll, _ = sequence_nll(ctx.model, windows, ctx.batch_size, ctx.pad_token_id, ctx.chunk_size, desc=name)
     samples = metric_registry.text_samples(nll, owners, documents)
     return _from_samples(samples, ("bits_per_byte", "word_perplexity", "byte_perplexity")), samples
+
+
+@register_builtin("general_text", "bits_per_byte")
+def general_text(ctx: EvalContext) -> tuple[dict, dict]:
+    """Expository prose: explanations, news, instructions, recipes."""
+    return score_text(ctx, "general_text")
+
+
+@register_builtin("story_text", "bits_per_byte")
+def story_text(ctx: EvalContext) -> tuple[dict, dict]:
+    """Narrative prose: stories, dialogue, letters, fables."""
+    return score_text(ctx, "story_text")
 
 
 # -------------------------------------------------------------- held-out answers

@@ -22,7 +22,7 @@ from .metrics import METRICS, default_higher_is_better
 SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
 # Built-in suites: names that stand for several tasks. `replay_kl` joins `general` when the
 # config names a replay directory with held-out samples.
-SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "replay_kl"]}
+SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "story_text", "replay_kl"]}
 # Built-in tasks whose base score is 0 by construction: reported beside the aggregate, never in it.
 REPORTED_ONLY = {"replay_kl"}
 ROLE_KEYS = {"forgetting": "eval.forgetting_tasks", "gain": "eval.gain_tasks", "extra": "eval.tasks"}
