@@ -308,6 +308,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=16, help="demo task size (3 facts per person)")
     parser.add_argument("--replay-samples", type=int, default=64)
     parser.add_argument("--arms", default="all", help="comma-separated arm names (a quick check), or all")
+    parser.add_argument("--second-seed", action="store_true", help="with --arms: also run each chosen arm at seed 1")
     parser.add_argument("--work", type=Path, default=WORK, help="run directories; finished arms are reused")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep-models", action="store_true", help="keep every arm's model/ (1 GB each)")
@@ -323,6 +324,9 @@ def main() -> None:
     everything = args.arms == "all"
     total = len(arms) + (5 if everything else 0)  # + the matched-LR control, the combination, three seed-1 runs
     by_name = {}
+    if args.arms != "all" and args.second_seed:
+        arms += [with_seed(arm, 1) for arm in arms]
+        total = len(arms)
     for number, arm in enumerate(arms, start=1):
         bench.run(arm, f"[{number}/{total}]")
         by_name[arm.name] = arm

@@ -29,7 +29,7 @@ def test_results_follow_the_lm_eval_schema(tiny_config, tmp_path):
     assert info["general_text"] == {"metric": "bits_per_byte", "higher_is_better": False, "role": "forgetting"}
     assert {t for t, i in info.items() if i["role"] == "forgetting"} == {
         "general_text", "story_text", "world_knowledge", "arithmetic", "language", "everyday_reasoning"}
-    assert len(results["samples"]["arithmetic"]["acc"]) == results["n-samples"]["arithmetic"]["original"] == 210
+    assert len(results["samples"]["arithmetic"]["acc"]) == results["n-samples"]["arithmetic"]["original"] == 360
 
 
 def test_results_are_never_overwritten(tiny_config, tmp_path):

@@ -212,4 +212,5 @@ def run_task(task: TaskSpec, model, tokenizer, bos_token_id, max_length: int, ba
     for name, value in metrics.items():
         entry[f"{name},none"] = value
     entry["tokens_per_second"] = tokens / seconds if seconds > 0 else math.nan
+    entry["seconds"] = round(seconds, 2)
     return entry, samples

@@ -84,6 +84,7 @@ def judged_metric(name: str, declared: list[dict], output_type: str | None, over
     """The metric a task is judged on and its direction: the override, else the task's first
     `metric_list` entry (bits per byte for rolling log-likelihood tasks), else lm-eval's default."""
     first = declared[0] if declared else {}
+    first = {"metric": first} if isinstance(first, str) else first
     metric = "bits_per_byte" if output_type == "loglikelihood_rolling" else first.get("metric")
     higher = first.get("higher_is_better") if first.get("metric") == metric else None
     override = overrides.get(name)
@@ -136,6 +137,14 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     planned = planned_tasks(config, tasks)
     check_tasks(config, planned)
     specs = load_yaml_tasks(planned)
+    # Judged metrics are settled before the model loads: a metric that cannot be computed fails now.
+    infos = {spec.name: judged_metric(spec.name, spec.raw.get("metric_list") or [], spec.output_type,
+                                      ec.task_metrics) for spec, _ in specs}
+    for task in (p for p in planned if is_builtin(p.entry)):
+        declared = builtin.BUILTIN_TASKS[task.entry]
+        infos[task.entry] = judged_metric(task.entry, [{"metric": declared.metric,
+                                                        "higher_is_better": declared.higher_is_better}],
+                                          None, ec.task_metrics)
     harness_names = harness_task_names(planned)
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
@@ -143,21 +152,18 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     pad = models.pad_token_id(tokenizer)
     out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {}}
 
-    clock = [time.time()]
-
     def record(name: str, entry: dict, samples: dict, role: str, info: dict, version, task_config: dict):
         n = len(next(iter(samples.values()))) if samples else 0
-        entry["seconds"], clock[0] = round(time.time() - clock[0], 2), time.time()  # since the last task finished
         out["results"][name], out["samples"][name] = entry, samples
         out["task_info"][name] = {**info, "role": role}
         out["versions"][name], out["configs"][name] = version, task_config
         out["n-samples"][name] = {"original": n, "effective": n}
 
     for spec, role in specs:
-        info = judged_metric(spec.name, spec.raw.get("metric_list") or [], spec.output_type, ec.task_metrics)
         entry, samples = harness.run_task(spec, model, tokenizer, bos, ec.max_length, ec.batch_size, pad,
                                           config.train.loss_chunk_size)
-        record(spec.name, entry, samples, role, info, spec.version, {**spec.raw, "source": str(spec.source)})
+        record(spec.name, entry, samples, role, infos[spec.name], spec.version,
+               {**spec.raw, "source": str(spec.source)})
     if harness_names:
         roles = {p.entry: p.role for p in planned}
         for name, (entry, samples, info, version, task_config) in run_harness_tasks(harness_names, model_ref,
@@ -170,12 +176,11 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     for task in (p for p in planned if is_builtin(p.entry)):
         if task.entry == "heldout_answers":
             context.heldout_examples = heldout_examples(config, tokenizer, bos)
-        declared = builtin.BUILTIN_TASKS[task.entry]
-        info = judged_metric(task.entry, [{"metric": declared.metric, "higher_is_better": declared.higher_is_better}],
-                             None, ec.task_metrics)
-        metrics, samples = declared.run(context)
-        record(task.entry, {"alias": task.entry, **{_lm_eval_key(k): v for k, v in metrics.items()}}, samples,
-               task.role, info, 1, {})
+        task_started = time.time()
+        metrics, samples = builtin.BUILTIN_TASKS[task.entry].run(context)
+        entry = {"alias": task.entry, **{_lm_eval_key(k): v for k, v in metrics.items()},
+                 "seconds": round(time.time() - task_started, 2)}
+        record(task.entry, entry, samples, task.role, infos[task.entry], 1, {})
     out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
                      "batch_size": ec.batch_size, "max_length": ec.max_length}
     out["total_evaluation_time_seconds"] = round(time.time() - started, 2)
