@@ -30,8 +30,10 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default.
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # extra="forbid" turns a typo in a YAML key into an error instead of a silent default;
+    # allow_inf_nan=False refuses inf and nan in every number (lr=inf trained to a NaN model, and
+    # gate.min_task_gain=nan let every candidate pass).
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def _default_cache_dir() -> Path:
@@ -322,7 +324,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         else:
             got = e.get("input")
             got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"  {key}: {e['msg']}{got_text}")
+            message = e["msg"].removeprefix("Value error, ")
+            # A check across sections has no single key: its message names the keys itself.
+            lines.append(f"  {key}: {message}{got_text}" if key else f"  {message}")
     return "\n".join(lines)
 
 

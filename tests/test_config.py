@@ -37,6 +37,16 @@ def test_unknown_keys_are_named(tmp_path, yaml_text, key):
     ("replay.num_samples=0", "replay.num_samples", "greater than or equal to 1"),
     ("train.schedule=linear", "train.schedule", "'finch', 'constant' or 'cosine'"),
     ("data.path=/no/such/file.jsonl", "data.path", "does not exist"),
+    # No number in any section may be infinite or NaN.
+    ("train.lr=inf", "train.lr", "finite number"),
+    ("train.epochs=.inf", "train.epochs", "finite number"),
+    ("train.freeze_bottom=inf", "train.freeze_bottom", "finite number"),
+    ("replay.temperature=inf", "replay.temperature", "finite number"),
+    ("gate.max_forgetting=inf", "gate.max_forgetting", "finite number"),
+    ("gate.min_task_gain=nan", "gate.min_task_gain", "finite number"),
+    ("eval.gain_tasks=[]", "eval.gain_tasks", "at least one task"),
+    ("eval.tasks=[demo_task]", "eval.tasks", "'demo_task' is now 'heldout_answers'"),
+    ("gate.decide_on=mean", "gate.decide_on", "'point' or 'upper_bound'"),
 ])
 def test_invalid_values_name_key_and_expectation(override, key, expected):
     with pytest.raises(ConfigError) as err:

@@ -91,3 +91,15 @@ def test_a_crashed_run_resumes_from_its_checkpoint_exactly(tiny_config, tmp_path
     assert [h["step"] for h in resumed] == list(range(1, 7))
     for a, b in zip(straight, resumed):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["lr"] == pytest.approx(a["lr"], rel=1e-9)
+
+
+def test_a_loss_that_turns_non_finite_stops_training_and_exports_nothing(tiny_config, tmp_path):
+    from nofrog_core.train.loop import NonFiniteLoss
+
+    # A huge step with no clipping throws the tiny model's weights past what fp32 can hold.
+    config = tiny_config("train.schedule=constant", "train.lr=1e30", "train.lr_max=1e30", "train.grad_clip=null",
+                         "train.max_steps=6", "train.checkpoint_every=1")
+    with pytest.raises(NonFiniteLoss, match=r"training stopped at step \d: loss .* is not finite; no model"):
+        run_training(config, tmp_path / "train")
+    assert not (tmp_path / "train" / "model").exists()
+    assert list((tmp_path / "train" / "checkpoints").iterdir())  # the last good state is kept

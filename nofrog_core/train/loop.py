@@ -59,6 +59,10 @@ class TrainingInputs:
     probes: dict[str, list[Example]] = field(default_factory=dict)
 
 
+class NonFiniteLoss(ValueError):
+    """The loss or the gradient turned NaN or infinite: training stops, nothing is exported."""
+
+
 @dataclass
 class CrashAt:
     """Kill one worker once, at one step: how the fault-tolerance test loses a worker mid-run."""
@@ -314,6 +318,12 @@ class Trainer:
             group["lr"] = lr * group["lr_scale"]  # every group moves by the same factor
         params = [p for g in optimizer.param_groups for p in g["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf")).item()
+        replay_loss = (replay_sum + kl_sum) / replay_tokens if replay_stream else 0.0
+        if not all(map(math.isfinite, (loss_value, grad_norm, replay_loss))):
+            # Before the optimizer step: the weights (and the last checkpoint) are still the good ones.
+            raise NonFiniteLoss(f"training stopped at step {step}: loss {loss_value}, gradient norm {grad_norm}"
+                                f"{f', replay loss {replay_loss}' if replay_stream else ''} is not finite; "
+                                f"no model was exported (lower train.lr, or check the data)")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         record = {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
