@@ -160,6 +160,7 @@ def gate(
 
     with user_errors():
         cfg = _config(config, overrides)
+        tracking.check_reachable(cfg.tracking)  # an unreachable server fails in seconds, not after retries
         tracking.setup(cfg.tracking)
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))

@@ -103,3 +103,25 @@ def test_a_loss_that_turns_non_finite_stops_training_and_exports_nothing(tiny_co
         run_training(config, tmp_path / "train")
     assert not (tmp_path / "train" / "model").exists()
     assert list((tmp_path / "train" / "checkpoints").iterdir())  # the last good state is kept
+
+
+def test_train_never_writes_into_a_directory_it_did_not_create(tiny_config, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "history.jsonl").write_text("my notes\n")
+    (mine / "training_summary.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="is not empty and holds no nofrog training run"):
+        run_training(tiny_config("train.max_steps=1"), mine)
+    assert (mine / "history.jsonl").read_text() == "my notes\n" and (mine / "training_summary.json").read_text() == "{}"
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_lock_out_the_corrected_rerun(tiny_config, tmp_path):
+    from nofrog_core.models import ModelError
+
+    with pytest.raises((ModelError, FileNotFoundError, OSError, ValueError)):
+        run_training(tiny_config("train.max_steps=1", f"model.name_or_path={tmp_path / 'no-such-model'}"),
+                     tmp_path / "train")
+    (tmp_path / "train").mkdir(exist_ok=True)
+    (tmp_path / "train" / "run_config.json").write_text(json.dumps({"model": "an earlier, failed attempt"}))
+    result = run_training(tiny_config("train.max_steps=1"), tmp_path / "train")
+    assert result["steps"] == 1

@@ -35,14 +35,23 @@ def refuse_finished_run(out_dir: Path) -> None:
         raise FileExistsError(f"{out_dir} already holds a training run; choose another --out")
 
 
+def has_checkpoint(out_dir: Path) -> bool:
+    return any(any(d.iterdir()) for d in (out_dir / "checkpoints", out_dir / "ray") if d.is_dir())
+
+
 def claim_output_dir(out_dir: Path, config) -> None:
     """A crashed run's directory is fine (training resumes from its checkpoints), but only with
-    the config it started with."""
+    the config it started with. A directory nofrog did not write is never trained into, and a run
+    that died before its first checkpoint left nothing worth protecting: it is reused."""
     wanted = config.model_dump(mode="json")
     started = out_dir / RUN_CONFIG_FILE
+    if not started.exists() and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty and holds no nofrog training run; choose another --out")
     if started.exists() and json.loads(started.read_text()) != wanted:
-        raise FileExistsError(f"{out_dir} holds an unfinished run with another config ({started}); "
-                              "rerun with that config to resume it, or choose another --out")
+        if has_checkpoint(out_dir):
+            raise FileExistsError(f"{out_dir} holds an unfinished run with another config ({started}); "
+                                  "rerun with that config to resume it, or choose another --out")
+        log.warning("%s holds a run that stopped before its first checkpoint; starting over in it", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started.write_text(json.dumps(wanted, indent=2) + "\n")
 
