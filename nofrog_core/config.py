@@ -63,6 +63,7 @@ class DataConfig(Section):
     eval_file: str | None = Field(None, description="held-out rows; empty = validation split (or demo held-out)")
     format: Literal["auto", "prompt_completion", "messages", "text"] = "auto"
     on_invalid_row: Literal["error", "drop"] = Field("error", description="drop = skip bad rows, counted in the report")
+    max_drop_fraction: float = Field(0.5, ge=0.0, le=1.0, description="with drop: refuse data losing more rows than this")
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="rows held back from training")
     max_length: int = Field(256, ge=8)
     seed: int = 0

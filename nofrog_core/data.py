@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import torch
 from .config import is_hub_dataset_id
 from .demo_data import write_demo_task
 from .hashing import file_sha256, files_sha256, json_sha256
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's CE default)
 
@@ -69,8 +72,35 @@ class DataReport:
                 "rows_kept": self.rows_kept, "dropped": dict(self.dropped), "truncated": self.truncated}
 
 
-def read_rows(source: str | Path) -> list[dict[str, Any]]:
-    """All rows of a local data file or Hub dataset, through `datasets`; errors name the file."""
+@dataclass(frozen=True)
+class BrokenRow:
+    """A JSONL line that is not a JSON object: an invalid row like any other (error, or dropped and counted)."""
+
+    reason: str
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any] | BrokenRow]:
+    """Rows of a JSON Lines file, read line by line so that a broken line is named by its row."""
+    rows: list[dict[str, Any] | BrokenRow] = []
+    with open(path, "rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                rows.append(BrokenRow(f"not UTF-8 text (byte {line[err.start]:#04x} at position {err.start})"))
+                continue
+            except json.JSONDecodeError as err:
+                rows.append(BrokenRow(f"not valid JSON ({err.msg} at column {err.colno})"))
+                continue
+            rows.append(row if isinstance(row, dict) else BrokenRow(f"expected a JSON object, got {type(row).__name__}"))
+    return rows
+
+
+def read_rows(source: str | Path) -> list[dict[str, Any] | BrokenRow]:
+    """All rows of a local data file or Hub dataset; errors name the file (and, for JSONL, the row).
+    JSONL is read line by line; other formats through `datasets`."""
     import datasets
 
     if not Path(source).exists() and is_hub_dataset_id(str(source)):
@@ -86,6 +116,11 @@ def read_rows(source: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: unknown data file type {path.suffix!r}; expected one of {sorted(BUILDERS)}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; expected at least one row")
+    if path.suffix.lower() == ".jsonl":
+        rows = read_jsonl(path)
+        if not rows:
+            raise DataError(f"{path}: file holds no rows")
+        return rows
     try:
         dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as err:  # datasets/pyarrow raise many types; the cause is in the text
@@ -177,13 +212,15 @@ class Tokenize:
 
 
 def build_examples(
-    rows: list[dict], tokenize: Tokenize, shape: str, source: str, on_invalid_row: str = "error"
+    rows: list[dict | BrokenRow], tokenize: Tokenize, shape: str, source: str, on_invalid_row: str = "error"
 ) -> tuple[list[Example], DataReport]:
     report = DataReport(source=source, shape=shape, rows_read=len(rows))
     examples: list[Example] = []
     for number, row in enumerate(rows, start=1):
         where = f"{source} row {number}"
         try:
+            if isinstance(row, BrokenRow):
+                raise DataError(f"{where}: {row.reason}")
             if shape == "prompt_completion":
                 prompt = _check_str(row, "prompt", where, allow_empty=True)
                 parts = tokenize.prompt_completion(prompt, _check_str(row, "completion", where))
@@ -201,6 +238,10 @@ def build_examples(
             example.labels[0] = IGNORE_INDEX  # BOS is given, never predicted
         if example.num_loss_tokens == 0:
             # Prompt alone fills max_length: no completion token is left to learn from.
+            if on_invalid_row == "error":
+                raise DataError(f"{where}: the prompt alone is {len(parts[0])} tokens, so no completion token fits "
+                                f"within data.max_length {tokenize.max_length}; shorten it, raise data.max_length, "
+                                "or set data.on_invalid_row: drop")
             report.dropped["no completion tokens within data.max_length"] += 1
             continue
         report.truncated += truncated
@@ -237,18 +278,33 @@ def data_files(source: str | Path) -> list[Path] | None:
 
 def load_examples(
     path: str | Path, tokenizer, bos_token_id: int | None, max_length: int, shape: str = "auto",
-    on_invalid_row: str = "error",
+    on_invalid_row: str = "error", max_drop_fraction: float = 0.5,
 ) -> tuple[list[Example], DataReport]:
-    """Examples from a file, a directory or glob of files (in name order), or a Hub dataset."""
+    """Examples from a file, a directory or glob of files (in name order), or a Hub dataset.
+    With `on_invalid_row="drop"`, more than `max_drop_fraction` of the rows dropped is an error."""
     tokenize = Tokenize(tokenizer, bos_token_id, max_length)
     examples, report = [], None
     for source in data_files(path) or [str(path)]:
         rows = read_rows(source)
-        file_shape = detect_shape(set(rows[0]), Path(source)) if shape == "auto" else shape
+        file_shape = detect_shape(first_row_columns(rows, source), Path(source)) if shape == "auto" else shape
         file_examples, file_report = build_examples(rows, tokenize, file_shape, str(source), on_invalid_row)
         examples += file_examples
         report = file_report if report is None else report.merged(file_report, str(path))
+    dropped = sum(report.dropped.values())
+    if dropped > max_drop_fraction * report.rows_read:
+        raise DataError(f"{path}: {dropped} of {report.rows_read} rows were dropped ({dict(report.dropped)}), more "
+                        f"than data.max_drop_fraction {max_drop_fraction}; fix the data or raise the fraction")
+    if dropped:
+        log.warning("%s: dropped %d of %d rows: %s", path, dropped, report.rows_read, dict(report.dropped))
     return examples, report
+
+
+def first_row_columns(rows: list, source) -> set[str]:
+    """The columns of the first readable row: the file's shape is detected from it."""
+    for row in rows:
+        if not isinstance(row, BrokenRow):
+            return set(row)
+    raise DataError(f"{source}: no row could be read ({rows[0].reason} in row 1)")
 
 
 def split_train_validation(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

@@ -1,6 +1,8 @@
+import json
 import re
 
 import pandas as pd
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -102,11 +104,44 @@ def test_drop_mode_counts_every_dropped_row(tmp_path, tokenizer):
     rows = [{"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": ""},
             {"prompt": "a", "completion": None}, {"prompt": "a " * 100, "completion": "b"}]
     examples, report = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer,
-                            on_invalid_row="drop", max_length=16)
+                            on_invalid_row="drop", max_length=16, max_drop_fraction=0.75)
     assert len(examples) == 1
     assert report.rows_read == 4 and report.rows_kept == 1
     assert report.dropped == {"field 'completion' is empty": 1, "field 'completion' is missing": 1,
                               "no completion tokens within data.max_length": 1}
+
+
+GOOD = {"prompt": "a", "completion": "b"}
+
+
+def test_a_broken_jsonl_line_is_named_by_file_and_row_and_dropped_in_drop_mode(tmp_path, tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([json.dumps(GOOD)] * 6 + ['{"prompt": "a", "completion": '] + [json.dumps(GOOD)] * 3))
+    with pytest.raises(DataError, match=r"d.jsonl row 7: not valid JSON"):
+        load(path, tokenizer)
+    examples, report = load(path, tokenizer, on_invalid_row="drop")
+    assert len(examples) == 9 and sum(report.dropped.values()) == 1
+
+
+def test_non_utf8_bytes_name_file_and_row(tmp_path, tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"prompt": "\xff", "completion": "b"}\n')
+    with pytest.raises(DataError, match=r"d.jsonl row 2: not UTF-8 text \(byte 0xff"):
+        load(path, tokenizer)
+
+
+def test_mixed_shapes_blame_the_row_that_differs(tmp_path, tokenizer):
+    rows = [GOOD] * 5 + [{"text": "a plain text row"}] + [GOOD] * 6
+    with pytest.raises(DataError, match=r"d.jsonl row 6: field 'prompt' is missing"):
+        load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer)
+    with pytest.raises(DataError, match=r"11 of 12 rows were dropped .* more than data.max_drop_fraction 0.5"):
+        load(write_jsonl(tmp_path / "e.jsonl", [GOOD] + [{"text": "x"}] * 11), tokenizer, on_invalid_row="drop")
+
+
+def test_a_prompt_longer_than_max_length_is_an_error_unless_dropping(tmp_path, tokenizer):
+    rows = [GOOD, {"prompt": "a " * 100, "completion": "b"}]
+    with pytest.raises(DataError, match=r"row 2: the prompt alone is \d+ tokens, .* data.max_length 16"):
+        load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer, max_length=16)
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path, tokenizer):

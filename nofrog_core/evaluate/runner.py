@@ -103,10 +103,10 @@ def heldout_examples(config, tokenizer, bos_token_id):
     files, data = task_files(config), config.data
     if files.heldout is not None:
         examples, _ = load_examples(files.heldout, tokenizer, bos_token_id, config.eval.max_length, data.format,
-                                    data.on_invalid_row)
+                                    data.on_invalid_row, data.max_drop_fraction)
         return examples
     examples, _ = load_examples(files.train, tokenizer, bos_token_id, data.max_length, data.format,
-                                data.on_invalid_row)
+                                data.on_invalid_row, data.max_drop_fraction)
     _, validation = split_train_validation(examples, data.validation_fraction, data.seed)
     if not validation:
         raise ValueError(f"eval.gain_tasks: heldout_answers found no held-out rows in {files.train} "

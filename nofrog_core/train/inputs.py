@@ -40,7 +40,7 @@ def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData
     bos = bos_choice.token_id
     files = task_files(config)
     examples, report = load_examples(files.train, tokenizer, bos, config.data.max_length, config.data.format,
-                                     config.data.on_invalid_row)
+                                     config.data.on_invalid_row, config.data.max_drop_fraction)
     train, validation = split_train_validation(examples, config.data.validation_fraction, config.data.seed)
     replay, replay_info = load_replay(config, base, bos)
     probes = {}
