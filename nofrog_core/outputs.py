@@ -23,3 +23,14 @@ def reusable_metadata(out_dir: Path, same_request, what: str) -> dict | None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty and holds no nofrog {what}; choose another --out")
     return None
+
+
+def write_json(path: Path, data) -> Path:
+    """Written whole or not at all: a temp file beside the target, then a rename (a full disk or a
+    kill leaves the old file or none, never half of one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(json.dumps(data, indent=2) + "\n")
+    staging.replace(path)
+    return path

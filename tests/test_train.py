@@ -6,6 +6,7 @@ masking, loss or optimizer shows up here as a number that moved.
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,32 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_lock_out_the_cor
     (tmp_path / "train" / "run_config.json").write_text(json.dumps({"model": "an earlier, failed attempt"}))
     result = run_training(tiny_config("train.max_steps=1"), tmp_path / "train")
     assert result["steps"] == 1
+
+
+def test_a_run_killed_during_the_model_export_resumes_instead_of_locking_itself_out(tiny_config, tmp_path,
+                                                                                     monkeypatch):
+    from nofrog_core.train import controls
+
+    config = tiny_config("train.max_steps=2", "train.checkpoint_every=1")
+    real_export = controls.export_model
+
+    def export_then_die(model):
+        """The export starts writing (a config.json) and the process is interrupted."""
+        exported = real_export(model)
+
+        def half_save(directory, **kwargs):
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            (Path(directory) / "config.json").write_text("{}")
+            raise KeyboardInterrupt
+
+        exported.save_pretrained = half_save
+        return exported
+
+    monkeypatch.setattr(controls, "export_model", export_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, tmp_path / "train")
+    monkeypatch.undo()
+    assert not (tmp_path / "train" / "model").exists()  # only the staging directory was half-written
+    result = run_training(config, tmp_path / "train")
+    assert (tmp_path / "train" / "model" / "model.safetensors").is_file() and result["steps"] == 2
+    assert json.loads((tmp_path / "train" / "metadata.json").read_text())["training"]["resumed_from_step"] >= 1

@@ -9,13 +9,13 @@ Besides lm-eval's `results`, `versions`, `configs` and `n-samples`, the JSON hol
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import models
 from ..data import load_examples, split_train_validation, task_files
+from ..outputs import write_json
 from . import builtin, harness, yaml_tasks
 from .metrics import METRICS, default_higher_is_better
 
@@ -242,8 +242,4 @@ def metric_value(results: dict, task: str, metric: str) -> float:
 
 
 def write_results(results: dict, path: Path) -> None:
-    """Written whole or not at all: a temp file beside the target, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(results, indent=2) + "\n")
-    staging.replace(path)
+    write_json(path, results)

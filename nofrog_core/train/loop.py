@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example, collate, example_batches
+from ..outputs import write_json
 from ..schedules import make_schedule
 from . import controls
 from .checkpoints import read_checkpoint, trainable_state, write_checkpoint
@@ -193,10 +195,14 @@ class Trainer:
                    "monitor_baseline": result.monitor_baseline,
                    "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size}
         if self.world.is_main:
-            model_dir = self.out_dir / "model"
-            controls.export_model(result.model).save_pretrained(model_dir, safe_serialization=True)
-            self.inputs.tokenizer.save_pretrained(model_dir)
-            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            # Exported into a staging directory, then renamed: a run killed mid-export leaves no
+            # half-written model/, and its rerun resumes from the last checkpoint.
+            staging = self.out_dir / ".model.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            controls.export_model(result.model).save_pretrained(staging, safe_serialization=True)
+            self.inputs.tokenizer.save_pretrained(staging)
+            write_json(self.out_dir / SUMMARY_FILE, summary)
+            staging.rename(self.out_dir / "model")
         self.world.barrier()
         return summary
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import models
+from ..outputs import write_json
 from ..plots import plot_loss_and_lr
 from .checkpoints import LocalCheckpoints
 from .distributed import in_process_world
@@ -103,7 +104,7 @@ def run_training(config, out_dir: Path, crash_at=None) -> dict:
         "train_wall_seconds": summary["wall_seconds"],
         "wall_seconds": round(time.time() - started, 2),
     }
-    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    write_json(out_dir / "metadata.json", metadata)
     return {"model_dir": str(out_dir / "model"), "history": str(history),
             "metadata": str(out_dir / "metadata.json"), "loss_lr_png": str(out_dir / "loss_lr.png"),
             "final_loss": summary["final_loss"], "steps": summary["steps"]}
