@@ -14,6 +14,8 @@ from pathlib import Path
 def reusable_metadata(out_dir: Path, same_request, what: str) -> dict | None:
     """The finished request's metadata when `same_request(metadata)` holds; None when `out_dir`
     is absent or empty; FileExistsError when it holds anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file; --out must name a directory for the {what}")
     meta_path = out_dir / "metadata.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -25,12 +27,32 @@ def reusable_metadata(out_dir: Path, same_request, what: str) -> dict | None:
     return None
 
 
+class OutputError(ValueError):
+    """An output that cannot be written (read-only directory, full disk); the message names the path."""
+
+
+def check_writable(path: Path) -> None:
+    """Fails now, naming the directory, when `path` could not be written later: before the work, not after."""
+    directory = Path(path).parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".{Path(path).name}.write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err} ({directory})") from None
+
+
 def write_json(path: Path, data) -> Path:
     """Written whole or not at all: a temp file beside the target, then a rename (a full disk or a
     kill leaves the old file or none, never half of one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(data, indent=2) + "\n")
-    staging.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging.write_text(json.dumps(data, indent=2) + "\n")
+        staging.replace(path)
+    except OSError as err:
+        staging.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
     return path

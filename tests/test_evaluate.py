@@ -146,3 +146,16 @@ def test_gain_falls_back_to_the_validation_split_that_training_holds_back(tiny_c
     _, validation = split_train_validation(examples, 0.25, config.data.seed)
     assert len(results["samples"]["heldout_answers"]["tokens"]) == len(validation) == 6
     assert results["samples"]["heldout_answers"]["tokens"] == [e.num_loss_tokens for e in validation]
+
+
+def test_an_unwritable_output_fails_before_any_scoring(tiny_config, tmp_path, monkeypatch):
+    from nofrog_core.evaluate import runner
+    from nofrog_core.outputs import OutputError
+
+    (tmp_path / "a-file").write_text("not a directory")
+    scored = []
+    monkeypatch.setattr(runner.models, "load_model_and_tokenizer", lambda *a: scored.append(1))
+    # (root ignores read-only permissions, so the unwritable place here is a path under a file)
+    with pytest.raises(OutputError, match="cannot write .*a-file/eval.json"):
+        run_evaluation(tiny_config(), tmp_path / "a-file" / "eval.json")
+    assert scored == []  # refused before the model was even loaded

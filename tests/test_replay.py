@@ -50,6 +50,10 @@ def test_a_different_dataset_is_never_overwritten(tiny_config, tmp_path):
     with pytest.raises(FileExistsError, match="different replay dataset"):
         run_replay(tiny_config("replay.num_samples=5", "replay.max_new_tokens=4"), tmp_path / "r")
     assert (tmp_path / "r" / "samples.jsonl").read_bytes() == before
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt is a file; --out must name a directory"):
+        run_replay(tiny_config("replay.num_samples=4", "replay.max_new_tokens=4"), tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("override, key", [

@@ -95,6 +95,8 @@ def test_rolling_loglikelihood_scores_every_token_once(tiny_config, tiny_model_d
     ({"output_type": "ranking"}, "output_type 'ranking' is unknown"),
     ({"doc_to_text": "Q: {{no_such_column}}"}, "field 'doc_to_text' template"),
     ({"dataset_kwargs": {"data_files": {"test": "missing.jsonl"}}}, "does not exist"),
+    ({"num_fewshot": "abc"}, "field 'num_fewshot' must be a whole number, got 'abc'"),
+    ({"dataset_kwargs": "mc.jsonl"}, "field 'dataset_kwargs' must be a mapping"),
 ])
 def test_bad_yaml_names_the_file_and_the_field(tmp_path, change, message):
     path = mc_task(tmp_path)

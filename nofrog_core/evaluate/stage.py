@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import models
+from ..outputs import check_writable
 from .report import forgetting_report, render_markdown
 from .runner import evaluate_model, write_results
 
@@ -18,6 +19,7 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     out_file = Path(out_file)
     if out_file.exists():
         raise FileExistsError(f"{out_file} already exists; choose another --out (results are never overwritten)")
+    check_writable(out_file)  # a read-only directory fails before the scoring, not after it
     ref = models.resolve_model(model_config_for(config, model))
     results = evaluate_model(ref, config, tasks)
     write_results(results, out_file)

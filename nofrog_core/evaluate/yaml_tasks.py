@@ -150,7 +150,11 @@ def _load_split(raw: dict, split: str, source: Path) -> list[dict]:
     if builder not in BUILDERS:
         raise TaskError(f"{source}: dataset_path {builder!r} is not supported here; expected one of {list(BUILDERS)} "
                         "with dataset_kwargs.data_files (harness tasks by name run through lm-eval itself)")
-    data_files = (raw.get("dataset_kwargs") or {}).get("data_files")
+    kwargs = raw.get("dataset_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise TaskError(f"{source}: field 'dataset_kwargs' must be a mapping (e.g. data_files: {{test: FILE}}), "
+                        f"got {type(kwargs).__name__}")
+    data_files = kwargs.get("data_files")
     if not data_files:
         raise TaskError(f"{source}: missing field 'dataset_kwargs.data_files'")
     if isinstance(data_files, str):
@@ -185,7 +189,10 @@ def load_task(path: Path) -> TaskSpec:
     if not split:
         raise TaskError(f"{path}: missing field 'test_split' (or 'validation_split')")
     docs = _load_split(raw, split, path)
-    num_fewshot = int(raw.get("num_fewshot") or 0)
+    try:
+        num_fewshot = int(raw.get("num_fewshot") or 0)
+    except (TypeError, ValueError):
+        raise TaskError(f"{path}: field 'num_fewshot' must be a whole number, got {raw.get('num_fewshot')!r}") from None
     fewshot_split = raw.get("fewshot_split")
     if num_fewshot and not fewshot_split:
         raise TaskError(f"{path}: num_fewshot {num_fewshot} needs field 'fewshot_split'")
