@@ -8,6 +8,7 @@ and says what was expected, before any work starts.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 from pathlib import Path
@@ -73,6 +74,10 @@ class DataConfig(Section):
     @classmethod
     def _local_data_must_exist(cls, value: str | None) -> str | None:
         # "owner/name" without a file suffix is a Hub dataset id; a pattern must match; anything else must exist.
+        if value is not None and not Path(value).exists() and is_hub_dataset_id(value) \
+                and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            raise ValueError(f"{value} is a Hub dataset id, but HF_HUB_OFFLINE is set: give a local file, "
+                             "directory or glob, or unset HF_HUB_OFFLINE")
         if value is None or Path(value).exists() or is_hub_dataset_id(value):
             return value
         if set("*?[") & set(value):
@@ -335,9 +340,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if raw is None:
+        logging.getLogger(__name__).warning("config file %s is empty: running on the built-in defaults", path)
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw

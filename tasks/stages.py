@@ -69,7 +69,9 @@ def prepare_base_model(config) -> dict:
     return models.resolve_model(config.model).as_dict()
 
 
-@task(name="generate-replay", cache_key_fn=_replay_cache_key, persist_result=True,
+# Persisted results are JSON (paths and metric dicts), never pickle: a cached result is read back
+# without running code.
+@task(name="generate-replay", cache_key_fn=_replay_cache_key, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def generate_replay(config, base: dict) -> str:
     """Context-free samples of the base model, in a directory shared by every run with the same request."""
@@ -87,7 +89,7 @@ def cached_replay(config, base: dict) -> str:
     return replay_dir
 
 
-@task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True,
+@task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
     return run_evaluation(config, scratch_file)

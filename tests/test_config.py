@@ -75,3 +75,15 @@ def test_malformed_overrides(text):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_an_empty_config_file_says_it_runs_on_defaults(tmp_path, caplog):
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_config(tmp_path / "empty.yaml") == load_config(None)
+    assert "is empty: running on the built-in defaults" in caplog.text
+
+
+def test_a_hub_dataset_id_fails_at_once_when_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        load_config(None, ["data.path=someone/some-dataset", "data.validation_fraction=0.1"])
