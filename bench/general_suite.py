@@ -37,7 +37,8 @@ def half_width(ci: list[float]) -> float:
 def summary_of(report: dict) -> dict:
     return {"forgetting": report["forgetting"], "forgetting_ci": report["forgetting_ci"],
             "forgetting_half_width": half_width(report["forgetting_ci"]),
-            "forgetting_clipped": report["forgetting_clipped"], "forgetting_clipped_ci": report["forgetting_clipped_ci"],
+            "forgetting_clipped": report["forgetting_clipped"],
+            "forgetting_clipped_ci": report["forgetting_clipped_ci"],
             "forgetting_clipped_half_width": half_width(report["forgetting_clipped_ci"]),
             "tasks": {r["task"]: {"drop": r["drop"], "ci": r["ci"], "half_width": half_width(r["ci"]),
                                   **{k: r[k] for k in ("right_to_wrong", "wrong_to_right", "p") if k in r}}
@@ -91,7 +92,8 @@ def main() -> None:
              "| task | items | metric | base | seconds |", "| --- | --- | --- | --- | --- |"]
     for task, row in results["suite"].items():
         lines.append(f"| {task} | {row['items']} | {row['metric']} | {row['base']:.4g} | {row['seconds'] or 0:.0f} |")
-    lines += ["", f"Evaluation wall time per model: {base_seconds:.0f} s (base), {candidate_seconds:.0f} s (candidate).",
+    lines += ["", f"Evaluation wall time per model: {base_seconds:.0f} s (base), "
+                  f"{candidate_seconds:.0f} s (candidate).",
               "", render_markdown(light, f"Lightly trained candidate ({args.steps} steps) vs the base"),
               f"Aggregate half-width: raw {half_width(light['forgetting_ci']):.2%}, "
               f"clipped {half_width(light['forgetting_clipped_ci']):.2%}; base vs itself: "

@@ -64,7 +64,9 @@ class DataConfig(Section):
     eval_file: str | None = Field(None, description="held-out rows; empty = validation split (or demo held-out)")
     format: Literal["auto", "prompt_completion", "messages", "text"] = "auto"
     on_invalid_row: Literal["error", "drop"] = Field("error", description="drop = skip bad rows, counted in the report")
-    max_drop_fraction: float = Field(0.5, ge=0.0, le=1.0, description="with drop: refuse data losing more rows than this")
+    max_drop_fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="with drop: refuse data that lost more than this fraction of its rows"
+    )
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="rows held back from training")
     max_length: int = Field(256, ge=8)
     seed: int = 0
@@ -184,8 +186,12 @@ class TrainConfig(Section):
 
 
 class TaskMetricOverride(Section):
-    metric: str | None = Field(None, description="the metric the task is judged on (default: its first metric_list entry)")
-    higher_is_better: bool | None = Field(None, description="direction of that metric (default: the task's or lm-eval's)")
+    metric: str | None = Field(
+        None, description="the metric the task is judged on (default: its first metric_list entry)"
+    )
+    higher_is_better: bool | None = Field(
+        None, description="direction of that metric (default: the task's, else lm-eval's)"
+    )
 
 
 RENAMED_TASKS = {"demo_task": "heldout_answers"}
