@@ -286,7 +286,7 @@ def with_seed(arm: Arm, seed: int) -> Arm:
 def matched_lr_arm(finch_history: Path) -> Arm:
     """Constant-LR SFT at FINCH's mean LR in the FINCH run: separates "FINCH adapts the LR to the
     loss" from "FINCH trains at a lower LR than SFT"."""
-    from nofrog_core.plots import read_history
+    from nofrog_core.history import read_history
 
     lrs = [record["lr"] for record in read_history(finch_history)]
     mean_lr = float(f"{sum(lrs) / len(lrs):.2g}")

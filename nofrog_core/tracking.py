@@ -15,7 +15,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from .plots import read_history
+from .history import read_history
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 

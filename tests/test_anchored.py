@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from nofrog_core.losses import anchor_logprobs, chunked_losses, labelled_hidden
-from nofrog_core.plots import read_history
+from nofrog_core.history import read_history
 from nofrog_core.train.loop import student_phase_plan
 from nofrog_core.train.stage import run_training
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from nofrog_core.config import ConfigError
-from nofrog_core.plots import read_history
+from nofrog_core.history import read_history
 from nofrog_core.replay.stage import run_replay
 from nofrog_core.train import controls
 from nofrog_core.train.loop import rows_per_batch

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nofrog_core.evaluate.builtin import document_examples, general_documents, split_probes
 from nofrog_core.evaluate.scoring import mean_token_nll, sequence_nll
-from nofrog_core.plots import read_history
+from nofrog_core.history import read_history
 from nofrog_core.train.stage import run_training
 
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nofrog_core.plots import read_history
+from nofrog_core.history import read_history
 from nofrog_core.train.loop import CrashAt
 from nofrog_core.train.stage import run_training
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nofrog_core.plots import read_history
+from nofrog_core.history import read_history
 from nofrog_core.train.stage import run_training
 
 # Recorded from this loop on the tiny model (seed 0); tolerance covers BLAS differences.
@@ -155,3 +155,37 @@ def test_a_run_killed_during_the_model_export_resumes_instead_of_locking_itself_
     result = run_training(config, tmp_path / "train")
     assert (tmp_path / "train" / "model" / "model.safetensors").is_file() and result["steps"] == 2
     assert json.loads((tmp_path / "train" / "metadata.json").read_text())["training"]["resumed_from_step"] >= 1
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tiny_config, tmp_path, monkeypatch, caplog):
+    from nofrog_core.train.loop import Trainer
+
+    config = tiny_config("train.max_steps=4", "train.checkpoint_every=1", "train.checkpoints_to_keep=2")
+    original = Trainer._step
+
+    def crash_at_step_4(self, step, *args):
+        if step == 4:
+            raise RuntimeError("simulated crash")
+        return original(self, step, *args)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_step_4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(config, tmp_path / "train")
+    monkeypatch.undo()
+    newest = sorted((tmp_path / "train" / "checkpoints").glob("step-*"))[-1]
+    weights = newest / "trainable.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short
+    run_training(config, tmp_path / "train")
+    assert f"checkpoint {newest} is unreadable" in caplog.text
+    assert json.loads((tmp_path / "train" / "metadata.json").read_text())["training"]["resumed_from_step"] == 2
+
+
+def test_a_history_cut_short_mid_line_resumes_and_a_damaged_one_is_named(tiny_config, tmp_path):
+    from nofrog_core.history import read_history
+
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_history(history) == [{"step": 1, "loss": 2.0}]  # the line being written when killed
+    history.write_text('{"step": 1, "lo\n{"step": 2, "loss": 2.0}\n')
+    with pytest.raises(ValueError, match=r"history.jsonl line 1 is not a JSON record"):
+        read_history(history)

@@ -18,6 +18,7 @@ In-process runs keep them under OUT/checkpoints/; Ray runs hand them to
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from typing import Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 
@@ -62,6 +65,22 @@ def read_checkpoint(directory: Path, model, optimizer) -> tuple[dict, dict[str, 
     return state, (load_file(extra_path) if extra_path.exists() else {})
 
 
+def unreadable(directory: Path) -> str | None:
+    """Why a checkpoint cannot be loaded, or None: its state parses and its tensor files are whole."""
+    from safetensors import safe_open
+
+    try:
+        json.loads((directory / STATE_FILE).read_text())
+        for path in directory.glob("*.safetensors"):
+            with safe_open(path, "pt") as tensors:
+                for name in tensors.keys():
+                    tensors.get_slice(name)
+        torch.load(directory / "optimizer.pt", weights_only=True, mmap=True)
+    except Exception as err:  # json, safetensors and torch each raise their own types
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 class LocalCheckpoints:
     """OUT/checkpoints/step-000123, the newest `keep` of them."""
 
@@ -70,14 +89,23 @@ class LocalCheckpoints:
 
     @contextmanager
     def latest(self) -> Iterator[Path | None]:
+        """The newest readable checkpoint; a corrupt one (a disk error, a copy cut short) is skipped, and
+        the run resumes from the one before it, saying so."""
         done = sorted(p for p in self.root.glob("step-*") if (p / STATE_FILE).exists()) if self.root.exists() else []
-        yield done[-1] if done else None
+        for directory in reversed(done):
+            problem = unreadable(directory)
+            if problem is None:
+                yield directory
+                return
+            log.warning("checkpoint %s is unreadable (%s); falling back to the one before it", directory, problem)
+        yield None
 
     def save(self, step: int, write, metrics: dict, is_main: bool) -> None:
         final = self.root / f"step-{step:07d}"
         partial = self.root / f".partial-{step:07d}"
         shutil.rmtree(partial, ignore_errors=True)
         write(partial)
+        shutil.rmtree(final, ignore_errors=True)  # a corrupt checkpoint of this step, skipped on resume
         partial.rename(final)  # a crash mid-write never leaves a checkpoint that looks complete
         for old in sorted(self.root.glob("step-*"))[: -self.keep]:
             shutil.rmtree(old)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example, collate, example_batches
 from ..outputs import write_json
+from ..history import read_history
 from ..schedules import make_schedule
 from . import controls
 from .checkpoints import read_checkpoint, trainable_state, write_checkpoint
@@ -404,12 +405,10 @@ class Trainer:
         """The main worker's history file, keeping only the lines up to a resumed step."""
         if not self.world.is_main:
             return None
-        kept = []
-        if start_step and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= start_step]
+        kept = [record for record in read_history(path) if record["step"] <= start_step] \
+            if start_step and path.exists() else []
         handle = open(path, "w")
-        handle.writelines(line + "\n" for line in kept)
+        handle.writelines(json.dumps(record) + "\n" for record in kept)
         return handle
 
     def _open_worker_log(self, phase: Phase):
