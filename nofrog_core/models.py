@@ -148,6 +148,9 @@ def resolve_model(config: ModelConfig) -> ModelRef:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"model.name_or_path: {path} is a directory without config.json (not an HF model)")
+        if not any(path.glob("*.safetensors")):
+            raise ModelError(f"model.name_or_path: {path} has a config.json but no *.safetensors weights "
+                             "(an unfinished export? pickle weights are refused)")
         marker = path / MARKER
         content_hash = json.loads(marker.read_text())["content_hash"] if marker.exists() else directory_hash(path)
         return ModelRef(path.resolve(), content_hash, source)
@@ -178,14 +181,19 @@ def load_tokenizer(ref: ModelRef, config: ModelConfig):
 
 
 def load_model(ref: ModelRef, config: ModelConfig):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
-        ref.path,
-        dtype=getattr(torch, config.dtype),
-        use_safetensors=True,  # never unpickle weights
-        trust_remote_code=config.trust_remote_code,
-    )
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            ref.path,
+            dtype=getattr(torch, config.dtype),
+            use_safetensors=True,  # never unpickle weights
+            trust_remote_code=config.trust_remote_code,
+        )
+    except (SafetensorError, OSError) as err:  # a truncated or corrupt weights file, a missing shard
+        raise ModelError(f"model {ref.path}: its weights cannot be read ({str(err).splitlines()[0]}); "
+                         "re-export or re-download it") from None
 
 
 def load_model_and_tokenizer(ref: ModelRef, config: ModelConfig):

@@ -48,3 +48,20 @@ def test_bos_fallbacks(tiny_model_dir):
     assert resolve_bos(tokenizer, 7) == type(resolve_bos(tokenizer, 7))(7, "config")
     eos = resolve_bos(tokenizer)
     assert eos.source == "eos" and eos.token_id == tokenizer.eos_token_id
+
+
+def test_a_model_directory_without_weights_or_with_corrupt_ones_is_named(tiny_model_dir, tmp_path):
+    from nofrog_core.models import load_model
+
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", only_config)
+    with pytest.raises(ModelError, match="has a config.json but no .*safetensors weights"):
+        resolve_model(load_config(None, [f"model.name_or_path={only_config}"]).model)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_model_dir, corrupt)
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    config = load_config(None, [f"model.name_or_path={corrupt}"]).model
+    with pytest.raises(ModelError, match=f"model {corrupt}: its weights cannot be read"):
+        load_model(resolve_model(config), config)
