@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import ConfigError, NofrogConfig, dump_config, load_config
 from .data import DataError
@@ -47,7 +48,7 @@ def user_errors():
     try:
         yield
     except USER_ERRORS as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)  # one line
         raise typer.Exit(2) from None
 
 

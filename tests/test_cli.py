@@ -61,3 +61,17 @@ def test_train_then_eval_with_baseline_reports_forgetting(tiny_overrides, tmp_pa
     assert (tmp_path / "after_forgetting.json").is_file() and (tmp_path / "after_forgetting.png").is_file()
     again = invoke("eval", *sets, "--out", tmp_path / "base.json")
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_gate_on_a_run_that_does_not_exist_is_one_clear_line(tmp_path):
+    result = invoke("gate", "--run-id", "0123456789abcdef", "--set", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert result.exit_code == 2
+    assert "MLflow run 0123456789abcdef has no artifact eval/eval_base.json" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_eval_refuses_a_baseline_that_is_not_results_json_before_scoring(tmp_path):
+    (tmp_path / "base.json").write_text("not json")
+    result = invoke("eval", "--out", tmp_path / "after.json", "--baseline", tmp_path / "base.json")
+    assert result.exit_code == 2 and "--baseline" in result.output and "is not a results JSON" in result.output
+    assert not (tmp_path / "after.json").exists()
