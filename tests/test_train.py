@@ -64,23 +64,28 @@ def test_refuses_to_overwrite_a_finished_run(tiny_config, tmp_path):
     assert (tmp_path / "train" / "history.jsonl").read_text() == before
 
 
-def test_a_crashed_run_resumes_from_its_checkpoint_exactly(tiny_config, tmp_path, monkeypatch):
+def crash_at(step: int, config, out_dir, monkeypatch) -> None:
+    """Runs training into `out_dir` and makes it crash as optimizer step `step` begins."""
     from nofrog_core.train.loop import Trainer
 
+    original = Trainer._step
+
+    def crashing_step(self, current, *args):
+        if current == step:
+            raise RuntimeError("simulated crash")
+        return original(self, current, *args)
+
+    monkeypatch.setattr(Trainer, "_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(config, out_dir)
+    monkeypatch.undo()
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_exactly(tiny_config, tmp_path, monkeypatch):
     config = tiny_config("train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3", "train.max_steps=6",
                          "train.checkpoint_every=2", "train.lora.enabled=true", "train.lora.dropout=0.1")
     run_training(config, tmp_path / "straight")
-    original = Trainer._step
-
-    def crash_at_step_5(self, step, *args):
-        if step == 5:
-            raise RuntimeError("simulated crash")
-        return original(self, step, *args)
-
-    monkeypatch.setattr(Trainer, "_step", crash_at_step_5)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(config, tmp_path / "crashed")
-    monkeypatch.undo()
+    crash_at(5, config, tmp_path / "crashed", monkeypatch)
     with pytest.raises(FileExistsError, match="unfinished run with another config"):
         run_training(tiny_config("train.max_steps=7"), tmp_path / "crashed")
     run_training(config, tmp_path / "crashed")
@@ -158,20 +163,8 @@ def test_a_run_killed_during_the_model_export_resumes_instead_of_locking_itself_
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tiny_config, tmp_path, monkeypatch, caplog):
-    from nofrog_core.train.loop import Trainer
-
     config = tiny_config("train.max_steps=4", "train.checkpoint_every=1", "train.checkpoints_to_keep=2")
-    original = Trainer._step
-
-    def crash_at_step_4(self, step, *args):
-        if step == 4:
-            raise RuntimeError("simulated crash")
-        return original(self, step, *args)
-
-    monkeypatch.setattr(Trainer, "_step", crash_at_step_4)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(config, tmp_path / "train")
-    monkeypatch.undo()
+    crash_at(4, config, tmp_path / "train", monkeypatch)
     newest = sorted((tmp_path / "train" / "checkpoints").glob("step-*"))[-1]
     weights = newest / "trainable.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short
