@@ -161,7 +161,8 @@ def gate(
 
     with user_errors():
         cfg = _config(config, overrides)
-        tracking.check_reachable(cfg.tracking)  # an unreachable server fails in seconds, not after retries
+        # An unreachable server fails in seconds, not after retries; a missing store is not created.
+        tracking.check_reachable(cfg.tracking, existing=True)
         tracking.setup(cfg.tracking)
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))

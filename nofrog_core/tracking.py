@@ -28,9 +28,14 @@ class TrackingUnreachable(ConnectionError):
     """The MLflow server does not answer; raised before any training starts."""
 
 
-def check_reachable(tracking_config, timeout: float = 10.0) -> str:
-    """Fails fast, naming the URI, when an MLflow server does not answer its health check."""
+def check_reachable(tracking_config, timeout: float = 10.0, existing: bool = False) -> str:
+    """Fails fast, naming the URI, when an MLflow server does not answer its health check; with
+    `existing`, also when a sqlite store does not exist yet (reading a run from a store nobody wrote
+    would only create an empty one)."""
     uri = tracking_uri(tracking_config)
+    if existing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingUnreachable(f"MLflow store {uri} does not exist; set tracking.uri / MLFLOW_TRACKING_URI "
+                                  "to the store the run was logged to")
     if uri.startswith(("http://", "https://")):
         import urllib.request
 

@@ -2,6 +2,7 @@
 
 import json
 
+import mlflow
 import yaml
 from typer.testing import CliRunner
 
@@ -64,7 +65,12 @@ def test_train_then_eval_with_baseline_reports_forgetting(tiny_overrides, tmp_pa
 
 
 def test_gate_on_a_run_that_does_not_exist_is_one_clear_line(tmp_path):
-    result = invoke("gate", "--run-id", "0123456789abcdef", "--set", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    missing = invoke("gate", "--run-id", "0123456789abcdef", "--set", f"tracking.uri={store}")
+    assert missing.exit_code == 2 and f"MLflow store {store} does not exist" in missing.output
+    assert not (tmp_path / "m.db").exists()
+    mlflow.MlflowClient(tracking_uri=store).search_experiments()  # the store now exists, without that run
+    result = invoke("gate", "--run-id", "0123456789abcdef", "--set", f"tracking.uri={store}")
     assert result.exit_code == 2
     assert "MLflow run 0123456789abcdef has no artifact eval/eval_base.json" in result.output
     assert "Traceback" not in result.output
