@@ -55,3 +55,13 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(ray_cluster, t
     for before, after in zip(history, history[1:]):  # FINCH state came back with the checkpoint
         assert after["ema_loss"] == pytest.approx(0.9 * before["ema_loss"] + 0.1 * after["loss"], rel=1e-9)
     assert all(math.isfinite(e) for e in ema)
+
+
+def test_a_non_finite_loss_under_ray_is_the_same_clear_error(ray_cluster, tiny_config, tmp_path):
+    from nofrog_core.train.loop import NonFiniteLoss
+
+    config = two_workers(tiny_config, "train.schedule=constant", "train.lr=1e30", "train.lr_max=1e30",
+                         "train.grad_clip=null", "train.max_steps=6", "compute.max_failures=0")
+    with pytest.raises(NonFiniteLoss, match=r"training stopped at step \d: loss .* is not finite"):
+        run_training(config, tmp_path / "train")
+    assert not (tmp_path / "train" / "model").exists()

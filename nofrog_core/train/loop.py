@@ -62,6 +62,9 @@ class TrainingInputs:
     probes: dict[str, list[Example]] = field(default_factory=dict)
 
 
+NON_FINITE_MARK = "is not finite; no model was exported"
+
+
 class NonFiniteLoss(ValueError):
     """The loss or the gradient turned NaN or infinite: training stops, nothing is exported."""
 
@@ -329,8 +332,8 @@ class Trainer:
         if not all(map(math.isfinite, (loss_value, grad_norm, replay_loss))):
             # Before the optimizer step: the weights (and the last checkpoint) are still the good ones.
             raise NonFiniteLoss(f"training stopped at step {step}: loss {loss_value}, gradient norm {grad_norm}"
-                                f"{f', replay loss {replay_loss}' if replay_stream else ''} is not finite; "
-                                f"no model was exported (lower train.lr, or check the data)")
+                                f"{f', replay loss {replay_loss}' if replay_stream else ''} {NON_FINITE_MARK} "
+                                "(lower train.lr, or check the data)")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         record = {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .loop import SUMMARY_FILE
+from .loop import NON_FINITE_MARK, NonFiniteLoss, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _train_worker(loop_config: dict) -> None:
     from .checkpoints import RayCheckpoints
     from .distributed import World
     from .inputs import load_worker_inputs
-    from .loop import Trainer
+    from .loop import NON_FINITE_MARK, NonFiniteLoss, Trainer
 
     config = loop_config["config"]
     torch.set_num_threads(config.compute.torch_threads or config.compute.cpus_per_worker)
@@ -68,6 +68,10 @@ def train_with_ray(config, out_dir: Path, crash_at=None) -> dict:
     try:
         trainer.fit()
     except Exception as err:  # ray.train.TrainingFailedError, after max_failures restarts
+        # A non-finite loss is the run's own doing, not the cluster's: report it as the user error it is.
+        stopped = next((line for line in str(err).splitlines() if NON_FINITE_MARK in line), None)
+        if stopped:
+            raise NonFiniteLoss(stopped.split("NonFiniteLoss: ")[-1].strip()) from None
         raise RuntimeError(f"Ray Train failed after {compute.max_failures} restarts: {err}") from err
     finally:
         if started_here:
