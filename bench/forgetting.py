@@ -428,10 +428,11 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         "",
         "Base model: " + ", ".join(f"{t} {info['metric']} {base['results'][t][info['metric'] + ',none']:.3f}"
                                    for t, info in base["task_info"].items() if t in base["results"]) + ".",
-        "Forgetting = mean relative drop over the general suite (perplexity up or accuracy down = drop); "
-        "forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = gain(run) / gain(SFT), "
-        "with SFT at the run's seed. Replay KL = mean per-token log p_base - log p_run on held-out "
-        "temperature-1 base samples (0 for the base).",
+        "Forgetting = mean relative drop over the forgetting suite (accuracy down or bits per byte up = drop; "
+        "paired bootstrap intervals per run in its forgetting.json); task gain = held-out exact match after "
+        "minus before; forgetting reduction = 1 - forgetting(run) / forgetting(SFT); gain ratio = "
+        "gain(run) / gain(SFT), with SFT at the run's seed. Replay KL = mean per-token log p_base - log p_run "
+        "on held-out temperature-1 base samples (0 for the base).",
         "",
         comparison.markdown_table(rows, tasks),
         (f"Best run (largest forgetting reduction with a gain ratio of at least {MIN_GAIN_RATIO}): "
