@@ -99,7 +99,7 @@ def test_deployment_runs_through_a_process_worker_and_registers_a_version(server
     assert [run.state.name for run in runs] == ["Completed"], worker_log[-3000:]
     assert runs[0].name.startswith("retrain-tiny-gemma3")  # run names carry model and data
 
-    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     [version] = client.search_model_versions("name='it-model'")
     assert version.tags["gate"] == "passed"
     logged = client.get_run(version.run_id).data.metrics

@@ -17,6 +17,13 @@ def prefect_server():
         yield
 
 
+def store_client(tmp_path) -> MlflowClient:
+    """The test's sqlite store; its registry named too (MLflow keeps one registry URI per process,
+    which an earlier in-process command set)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def replay_task_states() -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
@@ -41,7 +48,7 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
     second = run("gate.max_forgetting=100", "gate.min_task_gain=1000")
     assert first["registered"]["promoted"] and not second["registered"]["promoted"]
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     [model] = client.search_registered_models()
     v1, v2 = sorted(client.search_model_versions(f"name='{model.name}'"), key=lambda v: int(v.version))
     for version in (v1, v2):
@@ -91,7 +98,7 @@ def test_a_failed_stage_fails_the_flow_logs_what_exists_and_registers_nothing(ti
     with pytest.raises(ValueError, match="target_modules"):
         retrain_pipeline(None, [*tiny_overrides, "train.max_steps=1", "train.lora.enabled=true",
                                 "train.lora.target_modules=[no_such_proj]"])
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     [run] = client.search_runs([client.get_experiment_by_name("nofrog").experiment_id])
     assert run.data.tags["status"] == "failed" and run.data.tags["failed_stage"] == "fine_tune"
     assert "target_modules" in run.data.tags["error"]
@@ -113,7 +120,7 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Forgetting (mean relative drop, positive = worse)" in result.output and "gate" in result.output
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = store_client(tmp_path)
     experiment = client.get_experiment_by_name("pipeline-test")
     [run] = client.search_runs([experiment.experiment_id])
     metrics = run.data.metrics
