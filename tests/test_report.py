@@ -145,3 +145,19 @@ def test_renderer_signs_worse_is_a_positive_drop_everywhere():
     table = render_markdown(forgetting_report(before, after))
     assert "| prose | forgetting | bits_per_byte | 0.7213 | 1.443 | drop +100.00% |" in table
     assert "| mc | forgetting | acc | 0.5 | 0.75 | drop -50.00% |" in table
+
+
+def test_judged_metric_comes_from_the_task_with_an_override_in_config():
+    from nofrog_core.config import TaskMetricOverride
+    from nofrog_core.evaluate.runner import judged_metric
+
+    declared = [{"metric": "acc"}, {"metric": "acc_norm"}]
+    assert judged_metric("t", declared, "multiple_choice", {}) == {"metric": "acc", "higher_is_better": True}
+    assert judged_metric("t", ["acc_norm"], "multiple_choice", {})["metric"] == "acc_norm"  # plain names too
+    # rolling log-likelihood tasks are judged in bits per byte, whatever metric_list lists first
+    assert judged_metric("p", [{"metric": "word_perplexity"}], "loglikelihood_rolling", {}) == {
+        "metric": "bits_per_byte", "higher_is_better": False}
+    override = {"t": TaskMetricOverride(metric="acc_norm", higher_is_better=True)}
+    assert judged_metric("t", declared, "multiple_choice", override)["metric"] == "acc_norm"
+    with pytest.raises(ValueError, match=r"metric 'f1' cannot be computed .* eval.task_metrics.t.metric"):
+        judged_metric("t", [{"metric": "f1"}], "generate_until", {})
