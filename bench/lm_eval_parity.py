@@ -1,6 +1,9 @@
 """nofrog vs lm-evaluation-harness 0.4.13 on the real base model (Gemma 3 270M, fp32, CPU).
 
-    python bench/lm_eval_parity.py    # ~2.5 min; writes bench/results/lm_eval_parity.json
+    python bench/lm_eval_parity.py [--model DIR] [--out FILE]   # ~2.5 min per model
+
+Default: the base model, into bench/results/lm_eval_parity.json. `--model` compares on a fine-tuned
+candidate (a `nofrog train` model directory) instead.
 
 Scores two of the general suite's multiple-choice YAMLs as shipped and a rolling-perplexity YAML over
 eight general-text documents with nofrog and with lm-eval's own `simple_evaluate`, and compares
@@ -23,6 +26,12 @@ from nofrog_core.models import resolve_model  # noqa: E402
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="a model directory (default: the configured base model)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lm_eval_parity.json")
+    args = parser.parse_args()
     d = Path(tempfile.mkdtemp(prefix="nofrog-parity-"))
     for name in ("world_knowledge", "language"):
         raw = yaml.safe_load((SUITES_DIR / "general" / f"{name}.yaml").read_text())
@@ -34,7 +43,7 @@ def main() -> None:
         "test_split": "test", "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}",
         "metric_list": [{"metric": "word_perplexity"}, {"metric": "bits_per_byte"}]}))
     names = ["world_knowledge", "language", "prose"]
-    config = load_config(None, ["eval.max_length=32768"])
+    config = load_config(None, ["eval.max_length=32768", *([f"model.name_or_path={args.model}"] if args.model else [])])
     ref = resolve_model(config.model)
     t = time.time()
     ours = evaluate_model(ref, config, [str(d / f"{n}.yaml") for n in names])
@@ -47,7 +56,7 @@ def main() -> None:
                              log_samples=True)
     t_theirs = time.time() - t
     out = {"seconds": {"nofrog": round(t_ours, 1), "lm_eval": round(t_theirs, 1)},  # each loading the model
-           "command": "python bench/lm_eval_parity.py"}
+           "command": " ".join(["python bench/lm_eval_parity.py", *sys.argv[1:]]), "model": str(ref.path)}
     for n in names:
         keys = ["acc,none", "acc_norm,none"] if n != "prose" else ["word_perplexity,none", "bits_per_byte,none"]
         out[n] = {k: [ours["results"][n][k], theirs["results"][n][k]] for k in keys}
@@ -55,7 +64,7 @@ def main() -> None:
             items = sorted(theirs["samples"][n], key=lambda s: s["doc_id"])
             out[n]["items_differing"] = sum(a != float(b["acc"]) for a, b in zip(ours["samples"][n]["acc"], items))
     print(json.dumps(out, indent=1))
-    (ROOT / "bench" / "results" / "lm_eval_parity.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
