@@ -74,7 +74,10 @@ def _task_row(task: str, spec: dict, before: dict, after: dict, resamples: int, 
     b_items, a_items = as_arrays(before["samples"][task]), as_arrays(after["samples"][task])
     n = item_count(b_items)
     index = rng.integers(0, n, size=(resamples, n))
-    b, a = float(metric.compute(b_items)), float(metric.compute(a_items))
+    try:
+        b, a = float(metric.compute(b_items)), float(metric.compute(a_items))
+    except KeyError as err:  # e.g. an eval.task_metrics override naming a metric this task's items lack
+        return None, f"its per-item scores have no {err} for metric {metric.name}"
     b_draws = metric.compute({k: v[index] for k, v in b_items.items()})
     a_draws = metric.compute({k: v[index] for k, v in a_items.items()})
     row = {"task": task, "metric": metric.name, "higher_is_better": hib, "before": b, "after": a, "items": n}
