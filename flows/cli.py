@@ -20,6 +20,7 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
     """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate."""
     with user_errors():
         cfg = _config(config, overrides)  # validate before Prefect starts
+        cfg.check_evaluable()
         check_reachable(cfg.tracking)
         from flows.retrain import retrain_pipeline
 
@@ -47,7 +48,7 @@ def serve(
     Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
     """
     with user_errors():
-        _config(config, overrides)  # validate now, not at 2 a.m.
+        _config(config, overrides).check_evaluable()  # validate now, not at 2 a.m.
         from prefect.schedules import Cron
 
         Cron(cron)  # a malformed expression fails here, with the expression in the message

@@ -84,6 +84,7 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
     """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up."""
     overrides = [*(overrides or []), *([f"data.path={data_path}"] if data_path else [])]
     config = load_config(config_path, overrides)  # fails on bad config before any work
+    config.check_evaluable()
     tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
     run_dir = new_run_dir(config.tracking.output_dir)
     get_run_logger().info("run directory: %s", run_dir)

@@ -281,14 +281,14 @@ class NofrogConfig(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
-    @model_validator(mode="after")
-    def _gain_has_heldout_rows(self) -> "NofrogConfig":
+    def check_evaluable(self) -> None:
+        """What evaluation needs beyond each key's own checks, for the commands that evaluate (eval, run,
+        serve), before any work: `nofrog train` alone needs no held-out rows."""
         wants_heldout = "heldout_answers" in [*self.eval.gain_tasks, *self.eval.forgetting_tasks, *self.eval.tasks]
         if wants_heldout and self.data.path is not None and self.data.eval_file is None \
                 and self.data.validation_fraction == 0:
-            raise ValueError("eval.gain_tasks: heldout_answers needs held-out rows of data.path: set data.eval_file, "
-                             "or data.validation_fraction > 0 to hold back part of the training rows")
-        return self
+            raise ConfigError("eval.gain_tasks: heldout_answers needs held-out rows of data.path: set data.eval_file, "
+                              "or data.validation_fraction > 0 to hold back part of the training rows")
 
     def flat(self) -> dict[str, Any]:
         """`section.key -> value` for MLflow params and printing."""

@@ -60,10 +60,9 @@ def test_finch_cap_below_base_lr_is_rejected():
 
 
 def test_hub_dataset_ids_pass_but_local_files_must_exist():
-    with_heldout = "data.validation_fraction=0.1"  # the gain needs held-out rows of the data
-    assert load_config(None, ["data.path=someone/some-dataset", with_heldout]).data.path == "someone/some-dataset"
+    assert load_config(None, ["data.path=someone/some-dataset"]).data.path == "someone/some-dataset"
     with pytest.raises(ConfigError, match="data.path"):
-        load_config(None, ["data.path=someone/missing.jsonl", with_heldout])
+        load_config(None, ["data.path=someone/missing.jsonl"])
 
 
 @pytest.mark.parametrize("text", ["train.lr", "=3", "lr=3", "train..lr=3"])
@@ -86,4 +85,4 @@ def test_an_empty_config_file_says_it_runs_on_defaults(tmp_path, caplog):
 def test_a_hub_dataset_id_fails_at_once_when_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
-        load_config(None, ["data.path=someone/some-dataset", "data.validation_fraction=0.1"])
+        load_config(None, ["data.path=someone/some-dataset"])

@@ -176,7 +176,7 @@ def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_pa
     (incoming / "notes.txt").write_text("not data")
     assert data_files(incoming) == [incoming / "a.jsonl", incoming / "b.jsonl"]
     assert data_files(str(incoming / "*.jsonl")) == [incoming / "a.jsonl", incoming / "b.jsonl"]
-    config = tiny_config(f"data.path={incoming}/*.jsonl", "data.validation_fraction=0.3")
+    config = tiny_config(f"data.path={incoming}/*.jsonl")
     tokenizer = AutoTokenizer.from_pretrained(config.model.name_or_path)
     examples, report = load_examples(config.data.path, tokenizer, tokenizer.bos_token_id, 64)
     assert report.rows_kept == 3 and len(examples) == 3 and report.shape == "prompt_completion+text"

@@ -136,7 +136,8 @@ def test_gain_falls_back_to_the_validation_split_that_training_holds_back(tiny_c
     train, _ = make_demo_task(8, seed=0)
     data = write_jsonl(tmp_path / "train.jsonl", train)
     with pytest.raises(ConfigError, match="data.eval_file, or data.validation_fraction"):
-        tiny_config(f"data.path={data}")
+        run_evaluation(tiny_config(f"data.path={data}"), tmp_path / "refused.json")  # before any work
+    assert not (tmp_path / "refused.json").exists()
     config = tiny_config(f"data.path={data}", "data.validation_fraction=0.25", "eval.forgetting_tasks=[general_text]")
     results = run_evaluation(config, tmp_path / "eval.json")
     from transformers import AutoTokenizer

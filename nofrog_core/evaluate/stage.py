@@ -16,6 +16,7 @@ def model_config_for(config, model: str | None):
 
 
 def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list[str] | None = None) -> dict:
+    config.check_evaluable()
     out_file = Path(out_file)
     if out_file.exists():
         raise FileExistsError(f"{out_file} already exists; choose another --out (results are never overwritten)")
