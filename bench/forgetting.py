@@ -63,7 +63,7 @@ LLRD_FREEZE = ("train.llrd=0.9", "train.freeze_bottom=0.8")  # guide: decay ~0.9
 
 
 def replay_knobs(ratio: float, weight: float, kl_weight: float = 0.0) -> tuple[str, ...]:
-    return (f"train.replay_ratio={ratio}", f"train.replay_weight={weight}", f"train.replay_kl_weight={kl_weight}")
+    return (f"replay.mix.ratio={ratio}", f"replay.mix.nll_weight={weight}", f"replay.mix.kl_weight={kl_weight}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def constant(sft_lr: float) -> tuple[str, ...]:
 def finch(sft_lr: float) -> tuple[str, ...]:
     """FINCH capped at SFT's LR, base_lr at the authors' ratio base_lr / eta_max = 2e-5 / 5e-5
     (with the default SFT LR of 5e-5: exactly the authors' defaults)."""
-    return ("train.schedule=finch", f"train.lr={0.4 * sft_lr:.3g}", f"train.lr_max={sft_lr}")
+    return ("train.schedule=finch", f"train.finch.base_lr={0.4 * sft_lr:.3g}", f"train.finch.lr_max={sft_lr}")
 
 
 def method_arms(sft_lr: float) -> list[Arm]:
@@ -168,7 +168,7 @@ class Bench:
 
     def eval_config(self, overrides):
         # Replay KL is always measured on the temperature-1 held-out samples (the unbiased estimate).
-        return self.config([*overrides, f"train.replay_dir={self.replay_dir(UNBIASED_TEMPERATURE)}"])
+        return self.config([*overrides, f"replay.mix.dir={self.replay_dir(UNBIASED_TEMPERATURE)}"])
 
     def base_results(self) -> dict:
         path = self.work / "base_eval.json"
@@ -184,7 +184,7 @@ class Bench:
         result_file = arm_dir / "result.json"
         overrides = list(arm.overrides)
         if arm.replay_temperature is not None:
-            overrides.append(f"train.replay_dir={self.replay_dir(arm.replay_temperature)}")
+            overrides.append(f"replay.mix.dir={self.replay_dir(arm.replay_temperature)}")
         wanted = {"scale": list(self.scale), "overrides": overrides}
         if result_file.exists():
             saved = json.loads(result_file.read_text())
@@ -253,25 +253,17 @@ def summarise(arm: Arm, report: dict, seconds: dict) -> dict:
 
 
 def log_arm(config, arm: Arm, arm_dir: Path, row: dict, after: dict) -> str:
-    import mlflow
-
     from nofrog_core import tracking
 
     tracking.setup(config.tracking)
-    with mlflow.start_run(run_name=arm.name, tags={"bench": "forgetting", "arm": arm.name, "group": arm.group,
-                                                   "label": arm.label}) as run:
-        tracking.log_params(config.flat())
-        tracking.log_history(arm_dir / "train" / "history.jsonl")
-        tracking.log_eval(after, "after")
-        scalars = {k: row.get(k, math.nan) for k in ("task_gain", "forgetting", "forgetting_clipped", "replay_kl",
-                                                     "forgetting_reduction", "gain_ratio", "train_seconds",
-                                                     "eval_seconds", "wall_seconds")}
-        mlflow.log_metrics({k: float(v) for k, v in scalars.items()
-                            if isinstance(v, (int, float)) and math.isfinite(v)})
-        for name in ("eval.json", "forgetting.png", "train/loss_lr.png", "train/metadata.json", "train/history.jsonl"):
-            if (arm_dir / name).exists():
-                mlflow.log_artifact(str(arm_dir / name))
-        return run.info.run_id
+    tags = {"bench": "forgetting", "arm": arm.name, "group": arm.group, "label": arm.label}
+    scalars = {k: row.get(k, math.nan) for k in ("task_gain", "forgetting", "forgetting_clipped", "replay_kl",
+                                                 "forgetting_reduction", "gain_ratio", "train_seconds",
+                                                 "eval_seconds", "wall_seconds")}
+    files = [arm_dir / name for name in ("eval.json", "forgetting.png", "train/loss_lr.png", "train/metadata.json",
+                                         "train/history.jsonl")]
+    return tracking.log_training_run(arm.name, tags, config.flat(), arm_dir / "train" / "history.jsonl",
+                                     {"after": after}, {"": files}, metrics=scalars)
 
 
 def log(message: str) -> None:

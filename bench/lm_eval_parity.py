@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from nofrog_core.config import load_config  # noqa: E402
-from nofrog_core.evaluate.builtin import general_documents  # noqa: E402
+from nofrog_core.corpus import general_documents  # noqa: E402
 from nofrog_core.evaluate.runner import SUITES_DIR, evaluate_model  # noqa: E402
 from nofrog_core.models import resolve_model  # noqa: E402
 

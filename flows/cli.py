@@ -22,7 +22,7 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption)
         cfg = _config(config, overrides)  # validate before Prefect starts
         cfg.check_evaluable()
         check_reachable(cfg.tracking)
-        from flows.retrain import retrain_pipeline
+        from .retrain import retrain_pipeline
 
         summary = retrain_pipeline(str(config) if config else None, list(overrides))
     print_report(summary["report"])
@@ -52,7 +52,7 @@ def serve(
         from prefect.schedules import Cron
 
         Cron(cron)  # a malformed expression fails here, with the expression in the message
-        from flows.retrain import retrain_pipeline
+        from .retrain import retrain_pipeline
 
     retrain_pipeline.serve(name=name, schedules=[Cron(cron, timezone="UTC")],
                            parameters={"config_path": str(config) if config else None, "overrides": list(overrides)})

@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import flow
 
 from nofrog_core.config import load_config
-from tasks import stages
+from nofrog_tasks import stages
 
 
 @flow(name="nofrog-replay", log_prints=True)

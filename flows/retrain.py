@@ -25,8 +25,8 @@ from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
-from tasks import stages
-from tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
+from nofrog_tasks import stages
+from nofrog_tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
 
 def new_run_dir(output_dir: Path) -> Path:
@@ -41,14 +41,6 @@ def run_name() -> str:
     config = load_config(params.get("config_path"), params.get("overrides"))
     data = Path(config.data.path).stem if config.data.path else "demo-task"
     return f"retrain-{Path(config.model.name_or_path).name}-on-{data}-{uuid.uuid4().hex[:4]}"
-
-
-def with_replay_dir(config, replay_dir: str):
-    return config.model_copy(update={"train": config.train.model_copy(update={"replay_dir": Path(replay_dir)})})
-
-
-def with_start_model(config, model_dir: str):
-    return config.model_copy(update={"model": config.model.model_copy(update={"name_or_path": model_dir})})
 
 
 def markdown_summary(report: dict, decision: dict, registered: dict, champion_report: dict | None) -> str:
@@ -100,10 +92,10 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
 def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
-    if config.train.replay_ratio > 0 and config.train.replay_dir is None:
+    if config.replay.mix.ratio > 0 and config.replay.mix.dir is None:
         # Replay always samples the original base model, also when training starts from the champion.
         # It comes first: its held-out samples give the general suite's replay KL estimate.
-        config = with_replay_dir(config, clock("replay", stages.cached_replay, config, base))
+        config = config.with_values({"replay.mix.dir": clock("replay", stages.cached_replay, config, base)})
     before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
     if not (run_dir / "eval_base.json").exists():  # served from the cache
         write_results(before, run_dir / "eval_base.json")
@@ -111,7 +103,7 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     if config.model.start_from == "champion" or config.gate.require_beat_champion:
         champion = clock("fetch_champion", stages.fetch_champion, config, run_dir / "champion")
         if champion and config.model.start_from == "champion":
-            train_config = with_start_model(config, champion["model_dir"])
+            train_config = config.with_values({"model.name_or_path": champion["model_dir"]})
         elif not champion:
             logger.warning("no version has the alias %r yet: starting from the base, nothing to beat",
                            config.gate.alias)

@@ -156,7 +156,7 @@ def gate(
     """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
     from . import tracking
     from .evaluate.report import forgetting_report
-    from .gate import decide_with_config
+    from .gate import DECISION_KEYS, decide
     from .registry import apply_gate, registry_versions_of_run
 
     with user_errors():
@@ -167,7 +167,7 @@ def gate(
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))
         report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence)
-        decision = decide_with_config(report, cfg.gate)
+        decision = decide(report, **cfg.gate.model_dump(include=DECISION_KEYS))
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)
         moves = [apply_gate(version.name, version.version, decision, cfg.gate.alias) for version in versions]

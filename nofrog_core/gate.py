@@ -57,7 +57,5 @@ def decide(report: dict, max_forgetting: float, min_task_gain: float, decide_on:
     return GateDecision(True, reason)
 
 
-def decide_with_config(report: dict, gate_config, gain_over_champion: float | None = None) -> GateDecision:
-    """`decide` with the values of a `gate:` config section (for recipes and commands)."""
-    return decide(report, gate_config.max_forgetting, gate_config.min_task_gain, gate_config.decide_on,
-                  gate_config.max_task_drop, gain_over_champion, gate_config.require_beat_champion)
+# The `gate:` config keys that `decide` takes, by the same names: decide(report, **settings).
+DECISION_KEYS = {"max_forgetting", "min_task_gain", "decide_on", "max_task_drop", "require_beat_champion"}

@@ -1,14 +1,50 @@
 """Learning-rate schedules: FINCH (loss-adaptive) and the constant / cosine baselines.
 
-All schedules share one call, ``next_lr(loss)``, made once per optimizer step
-after the backward pass and before ``optimizer.step()``. Baselines ignore the
-loss; FINCH needs it. See ../shared/methods.md section 1 for FINCH.
+Every schedule has one protocol:
+
+- ``next_lr(loss)``, called once per optimizer step after the backward pass and before
+  ``optimizer.step()``; baselines ignore the loss, FINCH needs it;
+- ``state_dict()`` / ``load_state_dict()``, what a checkpoint keeps;
+- ``logged()``, what the history records beside the LR (FINCH: its EMA loss).
+
+Schedules are registered by name; `build_schedule` makes one from plain values. A
+schedule with ``needs_initial_loss`` starts from the base model's mean training loss.
+See ../shared/methods.md section 1 for FINCH.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
+
+SCHEDULES: dict[str, type] = {}
+
+
+def register_schedule(name: str):
+    def register(cls):
+        SCHEDULES[name] = cls
+        return cls
+
+    return register
+
+
+class Schedule:
+    needs_initial_loss: ClassVar[bool] = False
+    step: int
+
+    def next_lr(self, loss: float | None = None) -> float:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+    def logged(self) -> dict:
+        return {}
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -16,8 +52,9 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
 
+@register_schedule("constant")
 @dataclass
-class ConstantSchedule:
+class ConstantSchedule(Schedule):
     lr: float
     warmup_steps: int = 0
     step: int = 0
@@ -27,8 +64,9 @@ class ConstantSchedule:
         return self.lr * warmup_factor(self.step, self.warmup_steps)
 
 
+@register_schedule("cosine")
 @dataclass
-class CosineSchedule:
+class CosineSchedule(Schedule):
     """Linear warmup to `lr`, then cosine decay to `min_lr` at `total_steps`."""
 
     lr: float
@@ -46,8 +84,9 @@ class CosineSchedule:
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+@register_schedule("finch")
 @dataclass
-class FinchSchedule:
+class FinchSchedule(Schedule):
     """eta_t = min(base_lr / sqrt(ema_t), lr_max), ema_t = alpha * ema_{t-1} + (1 - alpha) * L_t.
 
     The EMA takes the current batch's loss before its step, so a batch with a
@@ -61,6 +100,7 @@ class FinchSchedule:
     alpha: float = 0.9
     warmup_steps: int = 0  # optional, off by default as in the authors' code
     step: int = 0
+    needs_initial_loss: ClassVar[bool] = True
 
     def next_lr(self, loss: float | None = None) -> float:
         if loss is None or not math.isfinite(loss):
@@ -76,15 +116,17 @@ class FinchSchedule:
     def load_state_dict(self, state: dict) -> None:
         self.ema_loss, self.step = float(state["ema_loss"]), int(state["step"])
 
+    def logged(self) -> dict:
+        return {"ema_loss": self.ema_loss}
 
-def make_schedule(train_config, total_steps: int, ema0: float | None = None):
-    """The schedule named by `train.schedule`; FINCH needs ema_0 from the base model."""
-    name = train_config.schedule
-    if name == "constant":
-        return ConstantSchedule(train_config.lr, train_config.warmup_steps)
-    if name == "cosine":
-        return CosineSchedule(train_config.lr, total_steps, train_config.warmup_steps)
-    if ema0 is None:
-        raise ValueError("train.schedule=finch needs ema_0, the base model's mean training loss")
-    return FinchSchedule(train_config.lr, train_config.lr_max, ema0, train_config.ema_alpha,
-                         train_config.warmup_steps)
+
+def build_schedule(name: str, **values) -> Schedule:
+    """The schedule registered as `name`, from the values among `values` that it takes
+    (total_steps, warmup_steps, its LR settings, and ema_loss = ema_0 for FINCH)."""
+    if name not in SCHEDULES:
+        raise KeyError(f"unknown schedule {name!r}; registered: {sorted(SCHEDULES)}")
+    cls = SCHEDULES[name]
+    if cls.needs_initial_loss and values.get("ema_loss") is None:
+        raise ValueError(f"schedule {name} needs the base model's mean training loss (ema_loss)")
+    accepted = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "step"}
+    return cls(**{k: v for k, v in values.items() if k in accepted})

@@ -105,6 +105,31 @@ def log_report(report: dict, markdown: str) -> None:
     mlflow.log_text(markdown, "eval/forgetting.md")
 
 
+def log_training_run(run_name: str, tags: dict[str, str], params: dict, history: Path, evals: dict[str, dict],
+                     artifacts: dict[str, list[Path]], report: dict | None = None, report_markdown: str = "",
+                     metrics: dict[str, float] | None = None, texts: dict[str, str] | None = None) -> str:
+    """One MLflow run for one trained model: params, per-step history, every evaluation (keyed by its
+    metric prefix), the forgetting report, extra metrics, and artifacts by artifact directory.
+    The pipeline and the benchmark both record their runs through here; returns the run id."""
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        log_params(params)
+        log_history(history)
+        for prefix, results in evals.items():
+            log_eval(results, prefix)
+        if report is not None:
+            log_report(report, report_markdown)
+        if metrics:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and math.isfinite(v)})
+        for name, text in (texts or {}).items():
+            mlflow.log_text(text, name)
+        for directory, paths in artifacts.items():
+            for path in paths:
+                if Path(path).exists():
+                    mlflow.log_artifact(str(path), directory or None)
+        return run.info.run_id
+
+
 def run_json_artifact(run_id: str, artifact_path: str) -> dict:
     """A JSON artifact of a run; a missing one names the run and the file."""
     import json

@@ -18,9 +18,9 @@ from prefect import task
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import task_files
 from nofrog_core.evaluate.stage import run_evaluation, run_report
-from nofrog_core.gate import decide_with_config
+from nofrog_core.gate import DECISION_KEYS, decide
 from nofrog_core.hashing import json_sha256
-from nofrog_core.replay.stage import run_replay
+from nofrog_core.replay.stage import request_key, run_replay
 from nofrog_core.train.stage import run_training
 
 # Retry only what may pass on a second try: user errors (bad config, bad data, an output that
@@ -38,13 +38,10 @@ def retry_transient(task_, task_run, state) -> bool:
     return False
 
 
-def replay_request(config, base: dict) -> dict:
-    return {"base_model_hash": base["content_hash"], "replay": config.replay.model_dump(mode="json"),
-            "max_length": config.data.max_length}
-
-
 def replay_cache_dir(config, base: dict) -> Path:
-    return Path(config.tracking.output_dir) / "replay-cache" / json_sha256(replay_request(config, base))[:16]
+    """One directory per replay request, named by the replay stage's own request key."""
+    key = request_key(base["content_hash"], config.replay.backend, config.replay)
+    return Path(config.tracking.output_dir) / "replay-cache" / json_sha256(key)[:16]
 
 
 def _replay_cache_key(context, parameters) -> str:
@@ -57,7 +54,7 @@ def base_eval_request(config, base: dict) -> dict:
     files = task_files(config)
     return {"base_model_hash": base["content_hash"], "eval": config.eval.model_dump(mode="json"),
             "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash,
-            "replay_dir": str(config.train.replay_dir.resolve()) if config.train.replay_dir else None}
+            "replay_dir": str(config.replay.mix.dir.resolve()) if config.replay.mix.dir else None}
 
 
 def _base_eval_cache_key(context, parameters) -> str:
@@ -121,5 +118,5 @@ def compare(config, before: dict, after: dict, out_file: Path) -> dict:
 @task(name="gate")
 def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
-    decision = decide_with_config(report, config.gate, gain_over_champion)
+    decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
     return {"passed": decision.passed, "label": decision.label, "reason": decision.reason}

@@ -10,7 +10,7 @@ from prefect import task
 
 from nofrog_core import registry, tracking
 from nofrog_core.config import dump_config
-from tasks.stages import retry_transient
+from .stages import retry_transient
 
 EVAL_ARTIFACTS = ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png",
                   "eval_champion.json", "forgetting_vs_champion.json", "forgetting_vs_champion.png")
@@ -21,28 +21,20 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
             gate: dict, flow_run_id: str | None) -> str:
     tracking.setup(config.tracking)
     train_meta = json.loads(Path(train["metadata"]).read_text())
-    with mlflow.start_run(run_name=run_dir.name) as run:
-        tracking.log_params(config.flat())
-        tracking.log_history(Path(train["history"]))
-        tracking.log_eval(before, "before")
-        tracking.log_eval(after, "after")
-        tracking.log_report(report, (run_dir / "forgetting.md").read_text())
-        mlflow.set_tags({"base_model_hash": base["content_hash"], "gate": gate["label"],
-                         "gate_reason": gate["reason"], "prefect_flow_run_id": flow_run_id or "",
-                         "data_hash": train_meta["data"]["data_hash"]})
-        mlflow.log_text(dump_config(config), "config.yaml")
-        for name in EVAL_ARTIFACTS:
-            if (run_dir / name).exists():
-                mlflow.log_artifact(str(run_dir / name), "eval")
-        for key in ("history", "metadata", "loss_lr_png"):
-            mlflow.log_artifact(train[key], "train")
-        if train_meta.get("replay"):
-            replay_dir = Path(train_meta["replay"]["dir"])
-            mlflow.log_artifact(str(replay_dir / "metadata.json"), "replay")
-            with open(replay_dir / "samples.jsonl") as samples:  # a readable sample, not the whole set
-                texts = [json.loads(line)["text"] for _, line in zip(range(20), samples)]
-            mlflow.log_text("\n\n---\n\n".join(texts), "replay/sample_texts.txt")
-        return run.info.run_id
+    tags = {"base_model_hash": base["content_hash"], "gate": gate["label"], "gate_reason": gate["reason"],
+            "prefect_flow_run_id": flow_run_id or "", "data_hash": train_meta["data"]["data_hash"]}
+    texts = {"config.yaml": dump_config(config)}
+    artifacts = {"eval": [run_dir / name for name in EVAL_ARTIFACTS],
+                 "train": [Path(train[key]) for key in ("history", "metadata", "loss_lr_png")]}
+    if train_meta.get("replay"):
+        replay_dir = Path(train_meta["replay"]["dir"])
+        artifacts["replay"] = [replay_dir / "metadata.json"]
+        with open(replay_dir / "samples.jsonl") as samples:  # a readable sample, not the whole set
+            texts["replay/sample_texts.txt"] = "\n\n---\n\n".join(
+                json.loads(line)["text"] for _, line in zip(range(20), samples))
+    return tracking.log_training_run(run_dir.name, tags, config.flat(), Path(train["history"]),
+                                     {"before": before, "after": after}, artifacts, report,
+                                     (run_dir / "forgetting.md").read_text(), texts=texts)
 
 
 @task(name="register-and-gate", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)

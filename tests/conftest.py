@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import flows  # noqa: F401  (sets nofrog's Prefect defaults before any test module imports Prefect)
+import nofrog_flows  # noqa: F401  (sets nofrog's Prefect defaults before any test module imports Prefect)
 from nofrog_core.config import load_config
 from nofrog_core.demo_data import make_demo_task
-from nofrog_core.evaluate.builtin import general_documents
+from nofrog_core.corpus import general_documents
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 

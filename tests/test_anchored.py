@@ -58,9 +58,10 @@ def test_anchor_mixes_logits_as_the_formula_says(tiny_model_dir):
 
 
 def test_anchored_training_runs_both_phases_and_lowers_its_loss(tiny_config, tmp_path):
-    config = tiny_config("train.objective=anchored", "train.schedule=constant", "train.lr=3e-3", "train.lr_max=3e-3",
+    config = tiny_config("train.objective=anchored", "train.schedule=constant", "train.lr=3e-3",
                          "train.max_steps=12", "train.anchored.outer_iterations=3")
-    assert student_phase_plan(config.train, 24) == (12, 4)
+    assert student_phase_plan(3, config.train.max_steps, 5.0, 3) == (12, 4)  # T=3 snapshots over 12 steps
+    assert student_phase_plan(3, None, 5.0, 3) == (45, 15)  # K=5 epochs of 3 steps, T=3
     out = run_training(config, tmp_path / "train")
     reference = read_history(tmp_path / "train" / "history_reference.jsonl")
     student = read_history(out["history"])

@@ -39,7 +39,7 @@ def bench(bench_module, tmp_path, monkeypatch):
 def arm_config(bench, arm):
     overrides = list(arm.overrides)
     if arm.replay_temperature is not None:
-        overrides.append(f"train.replay_dir={bench.replay_dir(arm.replay_temperature)}")
+        overrides.append(f"replay.mix.dir={bench.replay_dir(arm.replay_temperature)}")
     return bench.config(overrides)
 
 
@@ -55,13 +55,13 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
         assert (config.train.max_steps, config.train.batch_size, config.data.demo_people) == (18, 8, 16), name
         assert config.train.seed == (1 if name.endswith("_seed1") else 0), name
         assert config.tracking.experiment == bench_module.EXPERIMENT
-    assert configs["finch"].train.schedule == "finch" and configs["finch"].train.lr_max == 5e-5
+    assert configs["finch"].train.schedule == "finch" and configs["finch"].train.finch.lr_max == 5e-5
     assert configs["sft"].train.schedule == "constant" and configs["sft"].train.lr == 5e-5
     assert configs["sft_finch_mean_lr"].train.lr == pytest.approx(1.5e-5)  # the mean of the history's LRs
     assert configs["sft_finch_mean_lr"].train.schedule == "constant"
     assert configs["anchored"].train.objective == "anchored"
     assert configs["lora"].train.lora.enabled
-    assert configs["finch_replay_kl"].train.replay_kl_weight > 0 and configs["finch_replay"].train.replay_ratio > 0
+    assert configs["finch_replay_kl"].replay.mix.kl_weight > 0 and configs["finch_replay"].replay.mix.ratio > 0
     grid = [a for a in arms if a.group == "grid"]
     assert {a.knobs["temperature"] for a in grid} == {1.0, 0.7}
     assert {a.knobs["replay_ratio"] for a in grid} == {0.25, 0.5}

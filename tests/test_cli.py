@@ -6,7 +6,7 @@ import mlflow
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
+from nofrog_flows.cli import app
 
 runner = CliRunner()
 
@@ -24,11 +24,11 @@ def test_help_lists_every_subcommand():
 
 def test_config_show_prints_the_resolved_config(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  lr: 3.0e-5\n")
+    path.write_text("train:\n  finch:\n    base_lr: 3.0e-5\n")
     result = invoke("config", "show", "--config", path, "--set", "train.max_steps=9")
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
-    assert shown["train"]["lr"] == 3e-5 and shown["train"]["max_steps"] == 9 and shown["gate"]["max_forgetting"] == 0.03
+    assert shown["train"]["finch"]["base_lr"] == 3e-5 and shown["train"]["max_steps"] == 9 and shown["gate"]["max_forgetting"] == 0.03
 
 
 def test_bad_config_fails_before_work_with_the_key_named(tmp_path):
@@ -37,8 +37,8 @@ def test_bad_config_fails_before_work_with_the_key_named(tmp_path):
     result = invoke("train", "--config", path, "--out", tmp_path / "out")
     assert result.exit_code == 2 and "bogus_section" in result.output
     assert not (tmp_path / "out").exists()
-    result = invoke("config", "show", "--set", "train.lr=-1")
-    assert result.exit_code == 2 and "train.lr" in result.output and "greater than 0" in result.output
+    result = invoke("config", "show", "--set", "train.finch.base_lr=-1")
+    assert result.exit_code == 2 and "train.finch.base_lr" in result.output and "greater than 0" in result.output
 
 
 def test_demo_data_writes_the_task(tmp_path):

@@ -5,14 +5,14 @@ from nofrog_core.config import ConfigError, dump_config, load_config, parse_over
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
     config = load_config(None)
-    assert config.train.schedule == "finch" and config.train.lr == 2e-5 and config.train.lr_max == 5e-5
+    assert config.train.schedule == "finch" and config.train.finch.base_lr == 2e-5 and config.train.finch.lr_max == 5e-5
     path = tmp_path / "c.yaml"
     path.write_text(dump_config(config))
     assert load_config(path) == config
 
 
 def test_overrides_are_typed_by_yaml():
-    config = load_config(None, ["train.lr=3e-5", "train.max_steps=7", "compute.use_gpu=true",
+    config = load_config(None, ["train.schedule=constant", "train.lr=3e-5", "train.max_steps=7", "compute.use_gpu=true",
                                 "eval.tasks=[general_text]", "replay.top_k=null"])
     assert config.train.lr == 3e-5 and config.train.max_steps == 7 and config.compute.use_gpu is True
     assert config.eval.tasks == ["general_text"] and config.replay.top_k is None
@@ -30,7 +30,7 @@ def test_unknown_keys_are_named(tmp_path, yaml_text, key):
 
 
 @pytest.mark.parametrize("override, key, expected", [
-    ("train.lr=-1", "train.lr", "greater than 0"),
+    ("train.finch.base_lr=-1", "train.finch.base_lr", "greater than 0"),
     ("data.validation_fraction=1.5", "data.validation_fraction", "less than 1"),
     ("replay.heldout_fraction=-0.1", "replay.heldout_fraction", "greater than or equal to 0"),
     ("replay.temperature=-1", "replay.temperature", "greater than or equal to 0"),
@@ -38,7 +38,7 @@ def test_unknown_keys_are_named(tmp_path, yaml_text, key):
     ("train.schedule=linear", "train.schedule", "'finch', 'constant' or 'cosine'"),
     ("data.path=/no/such/file.jsonl", "data.path", "does not exist"),
     # No number in any section may be infinite or NaN.
-    ("train.lr=inf", "train.lr", "finite number"),
+    ("train.finch.lr_max=inf", "train.finch.lr_max", "finite number"),
     ("train.epochs=.inf", "train.epochs", "finite number"),
     ("train.freeze_bottom=inf", "train.freeze_bottom", "finite number"),
     ("replay.temperature=inf", "replay.temperature", "finite number"),
@@ -56,7 +56,39 @@ def test_invalid_values_name_key_and_expectation(override, key, expected):
 
 def test_finch_cap_below_base_lr_is_rejected():
     with pytest.raises(ConfigError, match="lr_max"):
-        load_config(None, ["train.lr=1e-4", "train.lr_max=1e-5"])
+        load_config(None, ["train.finch.base_lr=1e-4", "train.finch.lr_max=1e-5"])
+
+
+@pytest.mark.parametrize("old, new, attribute", [
+    ("train.lr_max=6e-5", "train.finch.lr_max", ("train", "finch", "lr_max")),
+    ("train.ema_alpha=0.8", "train.finch.ema_alpha", ("train", "finch", "ema_alpha")),
+    ("train.finch_init_batches=5", "train.finch.init_batches", ("train", "finch", "init_batches")),
+    ("train.replay_ratio=0.25", "replay.mix.ratio", ("replay", "mix", "ratio")),
+    ("train.replay_weight=0.5", "replay.mix.nll_weight", ("replay", "mix", "nll_weight")),
+    ("train.lr=3e-5", "train.finch.base_lr", ("train", "finch", "base_lr")),  # under the default schedule, finch
+])
+def test_renamed_keys_are_read_under_their_new_name_with_a_warning(old, new, attribute, caplog):
+    config = load_config(None, [old])
+    value = config
+    for part in attribute:
+        value = getattr(value, part)
+    assert value == pytest.approx(float(old.split("=")[1]))
+    assert f"{old.split('=')[0]} is deprecated: read as {new}" in caplog.text
+
+
+def test_train_lr_means_the_constant_lr_under_schedule_constant(caplog):
+    config = load_config(None, ["train.schedule=constant", "train.lr=3e-5"])
+    assert config.train.lr == 3e-5 and config.train.finch.base_lr == 2e-5 and "deprecated" not in caplog.text
+
+
+def test_an_old_key_beside_its_new_name_is_refused():
+    with pytest.raises(ConfigError, match="train.replay_ratio is the old name of replay.mix.ratio"):
+        load_config(None, ["train.replay_ratio=0.25", "replay.mix.ratio=0.5"])
+
+
+def test_finch_settings_under_another_schedule_are_not_silently_ignored(caplog):
+    load_config(None, ["train.schedule=cosine", "train.finch.lr_max=1e-4"])
+    assert "train.finch is read by schedule finch only" in caplog.text
 
 
 def test_hub_dataset_ids_pass_but_local_files_must_exist():

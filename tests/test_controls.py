@@ -30,7 +30,7 @@ def test_lora_trains_only_adapters_and_exports_a_plain_model(tiny_config, tiny_m
     assert trainable and all("lora_" in n for n in trainable)
 
     config = tiny_config("train.lora.enabled=true", "train.lora.target_modules=[q_proj, v_proj]",
-                         "train.schedule=constant", "train.lr=1e-2", "train.lr_max=1e-2", "train.max_steps=3")
+                         "train.schedule=constant", "train.lr=1e-2", "train.max_steps=3")
     run_training(config, tmp_path / "train")
     before, after = weights(tiny_model_dir), weights(tmp_path / "train" / "model")
     assert set(after) == set(before)  # merged: no adapter tensors left
@@ -46,8 +46,7 @@ def test_lora_targets_that_match_nothing_are_named(tiny_config, tiny_model_dir):
 
 
 def test_freezing_keeps_the_bottom_layers_unchanged(tiny_config, tiny_model_dir, tmp_path):
-    config = tiny_config("train.freeze_bottom=0.5", "train.schedule=constant", "train.lr=1e-2",
-                         "train.lr_max=1e-2", "train.max_steps=2")
+    config = tiny_config("train.freeze_bottom=0.5", "train.schedule=constant", "train.lr=1e-2", "train.max_steps=2")
     run_training(config, tmp_path / "train")
     before, after = weights(tiny_model_dir), weights(tmp_path / "train" / "model")
     layer0 = [k for k in before if ".layers.0." in k]
@@ -98,9 +97,9 @@ def test_finch_scales_every_llrd_group_by_the_same_factor(tiny_config, tmp_path,
 def test_replay_fills_the_configured_fraction_of_every_batch(tiny_config, tmp_path, monkeypatch):
     replay_dir = tmp_path / "replay"
     run_replay(tiny_config("replay.num_samples=12", "replay.max_new_tokens=6"), replay_dir)
-    config = tiny_config(f"train.replay_dir={replay_dir}", "train.replay_ratio=0.25", "train.max_steps=3",
+    config = tiny_config(f"replay.mix.dir={replay_dir}", "replay.mix.ratio=0.25", "train.max_steps=3",
                          "train.batch_size=8")
-    assert rows_per_batch(config.train) == (6, 2)
+    assert rows_per_batch(config.train.batch_size, config.replay.mix.ratio, True) == (6, 2)
     shapes = []
     original = TrainingObjective.forward
 
@@ -113,24 +112,24 @@ def test_replay_fills_the_configured_fraction_of_every_batch(tiny_config, tmp_pa
     run_training(config, tmp_path / "train")
     assert shapes == [(8, 6)] * 3  # every step: one batch of 8 rows, the first 6 from the task
     history = read_history(tmp_path / "train" / "history.jsonl")
-    assert all(h["replay_loss"] > 0 for h in history)
+    assert all(h["replay_nll"] > 0 for h in history)
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
     assert meta["replay"]["samples"] == 12
 
 
 def test_replay_ratio_without_replay_data_fails_before_training(tiny_config, tmp_path):
-    with pytest.raises(ValueError, match="train.replay_ratio > 0 needs train.replay_dir"):
-        run_training(tiny_config("train.replay_ratio=0.5"), tmp_path / "train")
+    with pytest.raises(ValueError, match="replay.mix.ratio > 0 needs replay.mix.dir"):
+        run_training(tiny_config("replay.mix.ratio=0.5"), tmp_path / "train")
     assert not (tmp_path / "train").exists()
     with pytest.raises(ConfigError, match="holds no samples.jsonl"):
-        tiny_config(f"train.replay_dir={tmp_path}")
+        tiny_config(f"replay.mix.dir={tmp_path}")
 
 
 def test_replay_kl_to_the_base_starts_at_zero_and_is_logged(tiny_config, tmp_path):
     replay_dir = tmp_path / "replay"
     run_replay(tiny_config("replay.num_samples=8", "replay.max_new_tokens=6"), replay_dir)
-    config = tiny_config(f"train.replay_dir={replay_dir}", "train.replay_ratio=0.25", "train.replay_kl_weight=1.0",
-                         "train.schedule=constant", "train.lr=1e-2", "train.lr_max=1e-2", "train.max_steps=3")
+    config = tiny_config(f"replay.mix.dir={replay_dir}", "replay.mix.ratio=0.25", "replay.mix.kl_weight=1.0",
+                         "train.schedule=constant", "train.lr=1e-2", "train.max_steps=3")
     run_training(config, tmp_path / "train")
     kls = [h["replay_kl"] for h in read_history(tmp_path / "train" / "history.jsonl")]
     assert abs(kls[0]) < 1e-5  # step 1 runs before any update: the model is still the base
@@ -138,5 +137,5 @@ def test_replay_kl_to_the_base_starts_at_zero_and_is_logged(tiny_config, tmp_pat
 
 
 def test_replay_kl_without_replay_is_refused(tiny_config):
-    with pytest.raises(ConfigError, match="train.replay_kl_weight > 0 needs replay samples"):
-        tiny_config("train.replay_kl_weight=0.5")
+    with pytest.raises(ConfigError, match="replay.mix.kl_weight > 0 needs replay samples"):
+        tiny_config("replay.mix.kl_weight=0.5")

@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from nofrog_core.data import (IGNORE_INDEX, DataError, collate, load_examples, split_train_validation)
-from nofrog_core.evaluate.builtin import general_documents
+from nofrog_core.corpus import general_documents
 from tests.conftest import write_jsonl
 
 BOS = 2

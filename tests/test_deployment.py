@@ -82,7 +82,7 @@ def prefect(env, *args, timeout=600) -> str:
 def test_deployment_runs_through_a_process_worker_and_registers_a_version(servers, tiny_overrides, tmp_path):
     env = servers
     overrides = [o for o in tiny_overrides if not o.startswith("tracking.uri=")]  # the MLflow server instead
-    overrides += ["train.max_steps=2", "train.schedule=constant", "train.lr=1e-3", "train.lr_max=1e-3",
+    overrides += ["train.max_steps=2", "train.schedule=constant", "train.lr=1e-3",
                   "gate.max_forgetting=100", "gate.min_task_gain=-100", "tracking.registered_model=it-model"]
     prefect(env, "work-pool", "create", "nofrog-process", "--type", "process")
     prefect(env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "nightly-retrain")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from nofrog_core.config import ConfigError
-from nofrog_core.evaluate.builtin import general_documents
+from nofrog_core.corpus import general_documents
 from nofrog_core.evaluate.report import forgetting_report
 from nofrog_core.evaluate.stage import run_evaluation
 from tests.conftest import write_jsonl
@@ -52,14 +52,14 @@ def test_replay_kl_is_zero_for_the_base_and_positive_after_training(tiny_config,
     replay_dir = tmp_path / "replay"
     run_replay(tiny_config("replay.num_samples=8", "replay.max_new_tokens=16", "replay.heldout_fraction=0.9"),
                replay_dir)
-    config = tiny_config(f"train.replay_dir={replay_dir}")
+    config = tiny_config(f"replay.mix.dir={replay_dir}")
     base = run_evaluation(config, tmp_path / "base.json")
     assert base["results"]["replay_kl"]["replay_kl,none"] == 0.0  # the model that wrote the samples
     assert (replay_dir / "heldout_base_nll.json").exists()
     # Every fourth held-out sample is the training monitor's probe, never scored here.
     heldout = len((replay_dir / "heldout.jsonl").read_text().splitlines())
     assert len(base["samples"]["replay_kl"]["nll"]) == heldout - heldout // 4 and heldout >= 4
-    trained = run_training(tiny_config("train.schedule=constant", "train.lr=3e-2", "train.lr_max=3e-2",
+    trained = run_training(tiny_config("train.schedule=constant", "train.lr=3e-2",
                                        "train.max_steps=20", "train.epochs=20"), tmp_path / "train")
     after = run_evaluation(config, tmp_path / "after.json", model=trained["model_dir"])
     kl = after["results"]["replay_kl"]["replay_kl,none"]

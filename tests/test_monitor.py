@@ -5,8 +5,8 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from nofrog_core.evaluate.builtin import document_examples, general_documents, split_probes
-from nofrog_core.evaluate.scoring import mean_token_nll, sequence_nll
+from nofrog_core.corpus import document_examples, general_documents, split_probes
+from nofrog_core.scoring import mean_token_nll, sequence_nll
 from nofrog_core.history import read_history
 from nofrog_core.train.stage import run_training
 
@@ -22,7 +22,7 @@ def probe_nll(config, model_dir) -> float:
 
 
 def test_monitor_logs_probe_nll_and_drop_every_n_steps(tiny_config, tmp_path):
-    config = tiny_config("train.schedule=constant", "train.lr=3e-3", "train.lr_max=3e-3", "train.max_steps=6",
+    config = tiny_config("train.schedule=constant", "train.lr=3e-3", "train.max_steps=6",
                          "train.monitor_every=2", "train.monitor_samples=4")
     run_training(config, tmp_path / "train")
     history = read_history(tmp_path / "train" / "history.jsonl")
@@ -33,7 +33,7 @@ def test_monitor_logs_probe_nll_and_drop_every_n_steps(tiny_config, tmp_path):
 
 def test_early_stop_keeps_the_last_state_within_the_threshold(tiny_config, tmp_path):
     # A high LR on a tiny model wrecks general text fast: the probe's NLL rise passes 3% early.
-    config = tiny_config("train.schedule=constant", "train.lr=2e-2", "train.lr_max=2e-2", "train.max_steps=30",
+    config = tiny_config("train.schedule=constant", "train.lr=2e-2", "train.max_steps=30",
                          "train.epochs=20", "train.monitor_every=1", "train.monitor_samples=4",
                          "train.monitor_early_stop=true", "train.monitor_max_drop=0.03")
     run_training(config, tmp_path / "train")

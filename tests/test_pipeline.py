@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
-from flows.cli import app
+from nofrog_flows.cli import app
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,11 +36,11 @@ def replay_task_states() -> list[str]:
 
 
 def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_overrides, tmp_path):
-    from flows.retrain import retrain_pipeline  # the flow itself: CliRunner's captured stdout closes between runs
+    from nofrog_flows.retrain import retrain_pipeline  # the flow itself: CliRunner's captured stdout closes between runs
 
     def run(*overrides):
         return retrain_pipeline(None, [*tiny_overrides, "train.max_steps=2", "train.schedule=constant",
-                                       "train.lr=1e-3", "train.lr_max=1e-3", "train.replay_ratio=0.25",
+                                       "train.lr=1e-3", "replay.mix.ratio=0.25",
                                        "replay.num_samples=8", "replay.max_new_tokens=6", *overrides])
 
     lenient = ("gate.max_forgetting=100", "gate.min_task_gain=-100")
@@ -78,7 +78,7 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
 def test_an_unreachable_mlflow_server_fails_the_run_before_any_training(tiny_overrides, tmp_path):
     import socket
 
-    from flows.retrain import retrain_pipeline
+    from nofrog_flows.retrain import retrain_pipeline
     from nofrog_core.tracking import TrackingUnreachable
 
     with socket.socket() as s:  # a port nobody listens on
@@ -91,7 +91,7 @@ def test_an_unreachable_mlflow_server_fails_the_run_before_any_training(tiny_ove
 
 
 def test_a_failed_stage_fails_the_flow_logs_what_exists_and_registers_nothing(tiny_overrides, tmp_path):
-    from flows.retrain import retrain_pipeline
+    from nofrog_flows.retrain import retrain_pipeline
 
     # freeze_bottom passes the config check (a fraction) but a LoRA target that matches no module fails
     # the fine-tune stage, after the base model was evaluated.
@@ -112,9 +112,8 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     def as_sets(*overrides):
         return [a for o in overrides for a in ("--set", o)]
 
-    sets = as_sets(*tiny_overrides, "train.max_steps=3", "train.schedule=constant", "train.lr=1e-3",
-                   "train.lr_max=1e-3", "tracking.experiment=pipeline-test",
-                   "train.replay_ratio=0.25", "replay.num_samples=8", "replay.max_new_tokens=6")
+    sets = as_sets(*tiny_overrides, "train.max_steps=3", "train.schedule=constant", "train.lr=1e-3", "tracking.experiment=pipeline-test",
+                   "replay.mix.ratio=0.25", "replay.num_samples=8", "replay.max_new_tokens=6")
     runner = CliRunner()
     result = runner.invoke(app, ["run", *sets])
     assert result.exit_code == 0, result.output
@@ -129,7 +128,7 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
                 "after/general_text/bits_per_byte"):
         assert key in metrics, key
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
-    assert len(client.get_metric_history(run.info.run_id, "train/replay_loss")) == 3  # the flow generated replay
+    assert len(client.get_metric_history(run.info.run_id, "train/replay_nll")) == 3  # the flow generated replay
     assert run.data.params["train.max_steps"] == "3"
     assert run.data.tags["gate"] in ("passed", "rejected") and run.data.tags["base_model_hash"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from nofrog_core.history import read_history
-from nofrog_core.train.loop import CrashAt
 from nofrog_core.train.stage import run_training
+from tests import fault_injection
+from tests.fault_injection import KillWorkerAt
 
 ray = pytest.importorskip("ray")
 
@@ -15,6 +16,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # The workers unpickle the test's hooks without importing the tests package.
+    ray.cloudpickle.register_pickle_by_value(fault_injection)
     yield
     ray.shutdown()
 
@@ -24,7 +27,7 @@ def two_workers(tiny_config, *overrides):
 
 
 def test_two_workers_read_one_loss_and_set_identical_finch_lrs(ray_cluster, tiny_config, tmp_path):
-    config = two_workers(tiny_config, "train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3",
+    config = two_workers(tiny_config, "train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3",
                          "train.max_steps=4", "train.checkpoint_every=0")
     out = run_training(config, tmp_path / "train")
     history = read_history(out["history"])
@@ -41,10 +44,10 @@ def test_two_workers_read_one_loss_and_set_identical_finch_lrs(ray_cluster, tiny
 
 
 def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(ray_cluster, tiny_config, tmp_path):
-    config = two_workers(tiny_config, "train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3",
+    config = two_workers(tiny_config, "train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3",
                          "train.max_steps=8", "train.checkpoint_every=2", "compute.max_failures=1")
     marker = tmp_path / "killed"
-    out = run_training(config, tmp_path / "train", crash_at=CrashAt(rank=1, step=6, marker=marker))
+    out = run_training(config, tmp_path / "train", hooks=[KillWorkerAt(rank=1, step=6, marker=marker)])
     assert marker.exists()  # the worker really died at step 6
     history = read_history(out["history"])
     assert [h["step"] for h in history] == list(range(1, 9))  # every step once, up to the configured end
@@ -60,7 +63,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(ray_cluster, t
 def test_a_non_finite_loss_under_ray_is_the_same_clear_error(ray_cluster, tiny_config, tmp_path):
     from nofrog_core.train.loop import NonFiniteLoss
 
-    config = two_workers(tiny_config, "train.schedule=constant", "train.lr=1e30", "train.lr_max=1e30",
+    config = two_workers(tiny_config, "train.schedule=constant", "train.lr=1e30",
                          "train.grad_clip=null", "train.max_steps=6", "compute.max_failures=0")
     with pytest.raises(NonFiniteLoss, match=r"training stopped at step \d: loss .* is not finite"):
         run_training(config, tmp_path / "train")

@@ -37,7 +37,7 @@ def test_converted_gemma_knows_water_boils_at_100(gemma):
 def test_quick_config_runs_end_to_end(tmp_path):
     """`nofrog run --config configs/quick.yaml` as a user runs it: Prefect ephemeral, sqlite MLflow."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--config", str(ROOT / "configs/quick.yaml")],
+    result = subprocess.run([sys.executable, "-m", "nofrog_flows.cli", "run", "--config", str(ROOT / "configs/quick.yaml")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run_dir] = (tmp_path / "runs").iterdir()

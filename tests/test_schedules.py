@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from nofrog_core.config import load_config
-from nofrog_core.schedules import ConstantSchedule, CosineSchedule, FinchSchedule, make_schedule
+from nofrog_core.schedules import SCHEDULES, ConstantSchedule, CosineSchedule, FinchSchedule, build_schedule
 
 
 def test_finch_follows_the_published_rule_step_by_step():
@@ -50,8 +49,19 @@ def test_cosine_decays_from_peak_to_zero():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
-def test_make_schedule_needs_ema0_for_finch():
-    config = load_config(None)
-    with pytest.raises(ValueError, match="ema_0"):
-        make_schedule(config.train, 10)
-    assert isinstance(make_schedule(config.train, 10, ema0=2.0), FinchSchedule)
+def test_build_schedule_needs_the_initial_loss_for_finch():
+    with pytest.raises(ValueError, match="mean training loss"):
+        build_schedule("finch", base_lr=2e-5, lr_max=5e-5, total_steps=10)
+    assert isinstance(build_schedule("finch", base_lr=2e-5, lr_max=5e-5, ema_loss=2.0), FinchSchedule)
+    with pytest.raises(KeyError, match="registered"):
+        build_schedule("warmup_stable_decay", lr=1e-4)
+
+
+def test_every_schedule_round_trips_its_state():
+    for name in SCHEDULES:
+        a = build_schedule(name, lr=1e-3, base_lr=1e-3, lr_max=2e-3, ema_loss=3.0, total_steps=10, warmup_steps=2)
+        first = [a.next_lr(2.0) for _ in range(3)]
+        b = build_schedule(name, lr=1e-3, base_lr=1e-3, lr_max=2e-3, ema_loss=99.0, total_steps=10, warmup_steps=2)
+        b.load_state_dict(a.state_dict())
+        assert [b.next_lr(2.0) for _ in range(3)] == [a.next_lr(2.0) for _ in range(3)], name
+        assert first

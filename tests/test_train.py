@@ -12,13 +12,14 @@ import pytest
 
 from nofrog_core.history import read_history
 from nofrog_core.train.stage import run_training
+from tests.fault_injection import RaiseAt
 
 # Recorded from this loop on the tiny model (seed 0); tolerance covers BLAS differences.
 PINNED_FIRST_LOSSES = [6.385897159576416, 6.273060692681207, 6.206972122192383]
 
 
 def test_constant_lr_run_learns_and_writes_its_outputs(tiny_config, tmp_path):
-    config = tiny_config("train.schedule=constant", "train.lr=3e-3", "train.lr_max=3e-3", "train.max_steps=40",
+    config = tiny_config("train.schedule=constant", "train.lr=3e-3", "train.max_steps=40",
                          "train.epochs=10")
     out = run_training(config, tmp_path / "train")
     history = read_history(out["history"])
@@ -36,7 +37,7 @@ def test_constant_lr_run_learns_and_writes_its_outputs(tiny_config, tmp_path):
 
 
 def test_finch_history_follows_the_formula(tiny_config, tmp_path):
-    config = tiny_config("train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3", "train.max_steps=5")
+    config = tiny_config("train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3", "train.max_steps=5")
     run_training(config, tmp_path / "train")
     history = read_history(tmp_path / "train" / "history.jsonl")
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
@@ -49,7 +50,7 @@ def test_finch_history_follows_the_formula(tiny_config, tmp_path):
 
 
 def test_first_losses_are_pinned(tiny_config, tmp_path):
-    config = tiny_config("train.schedule=constant", "train.lr=1e-3", "train.lr_max=1e-3", "train.max_steps=3")
+    config = tiny_config("train.schedule=constant", "train.lr=1e-3", "train.max_steps=3")
     run_training(config, tmp_path / "train")
     losses = [h["loss"] for h in read_history(tmp_path / "train" / "history.jsonl")]
     assert losses == pytest.approx(PINNED_FIRST_LOSSES, rel=1e-4)
@@ -64,28 +65,17 @@ def test_refuses_to_overwrite_a_finished_run(tiny_config, tmp_path):
     assert (tmp_path / "train" / "history.jsonl").read_text() == before
 
 
-def crash_at(step: int, config, out_dir, monkeypatch) -> None:
+def crash_at(step: int, config, out_dir) -> None:
     """Runs training into `out_dir` and makes it crash as optimizer step `step` begins."""
-    from nofrog_core.train.loop import Trainer
-
-    original = Trainer._step
-
-    def crashing_step(self, current, *args):
-        if current == step:
-            raise RuntimeError("simulated crash")
-        return original(self, current, *args)
-
-    monkeypatch.setattr(Trainer, "_step", crashing_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(config, out_dir)
-    monkeypatch.undo()
+        run_training(config, out_dir, hooks=[RaiseAt(step)])
 
 
 def test_a_crashed_run_resumes_from_its_checkpoint_exactly(tiny_config, tmp_path, monkeypatch):
-    config = tiny_config("train.schedule=finch", "train.lr=1e-3", "train.lr_max=2e-3", "train.max_steps=6",
+    config = tiny_config("train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3", "train.max_steps=6",
                          "train.checkpoint_every=2", "train.lora.enabled=true", "train.lora.dropout=0.1")
     run_training(config, tmp_path / "straight")
-    crash_at(5, config, tmp_path / "crashed", monkeypatch)
+    crash_at(5, config, tmp_path / "crashed")
     with pytest.raises(FileExistsError, match="unfinished run with another config"):
         run_training(tiny_config("train.max_steps=7"), tmp_path / "crashed")
     run_training(config, tmp_path / "crashed")
@@ -103,7 +93,7 @@ def test_a_loss_that_turns_non_finite_stops_training_and_exports_nothing(tiny_co
     from nofrog_core.train.loop import NonFiniteLoss
 
     # A huge step with no clipping throws the tiny model's weights past what fp32 can hold.
-    config = tiny_config("train.schedule=constant", "train.lr=1e30", "train.lr_max=1e30", "train.grad_clip=null",
+    config = tiny_config("train.schedule=constant", "train.lr=1e30", "train.grad_clip=null",
                          "train.max_steps=6", "train.checkpoint_every=1")
     with pytest.raises(NonFiniteLoss, match=r"training stopped at step \d: loss .* is not finite; no model"):
         run_training(config, tmp_path / "train")
@@ -164,7 +154,7 @@ def test_a_run_killed_during_the_model_export_resumes_instead_of_locking_itself_
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tiny_config, tmp_path, monkeypatch, caplog):
     config = tiny_config("train.max_steps=4", "train.checkpoint_every=1", "train.checkpoints_to_keep=2")
-    crash_at(4, config, tmp_path / "train", monkeypatch)
+    crash_at(4, config, tmp_path / "train")
     newest = sorted((tmp_path / "train" / "checkpoints").glob("step-*"))[-1]
     weights = newest / "trainable.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short

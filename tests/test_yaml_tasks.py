@@ -124,7 +124,7 @@ def test_generate_until_scores_exact_match_of_greedy_text(tiny_config, tiny_mode
 
 
 def test_choices_scored_after_a_shared_context_equal_each_request_scored_alone(tiny_model_dir):
-    from nofrog_core.evaluate.scoring import sequence_nll, shared_context_nll
+    from nofrog_core.scoring import sequence_nll, shared_context_nll
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

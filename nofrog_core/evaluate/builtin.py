@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
 
+from ..corpus import document_windows, split_probes, text_documents
 from ..data import IGNORE_INDEX, Example, load_replay_examples
 from . import metrics as metric_registry
-from .scoring import sequence_nll
+from .generation import greedy_continuations
+from ..scoring import sequence_nll
 
 
 @dataclass
@@ -69,40 +69,11 @@ def register_builtin(name: str, metric: str):
     return register
 
 
-def split_probes(items: list) -> tuple[list, list]:
-    """(monitor probes, evaluated items): every fourth item is the monitor's, the rest the evaluation's."""
-    return [x for i, x in enumerate(items) if i % 4 == 3], [x for i, x in enumerate(items) if i % 4 != 3]
-
-
 def _from_samples(samples: dict, names: tuple[str, ...]) -> dict:
     return {name: metric_registry.value(name, samples) for name in names}
 
 
 # ----------------------------------------------------------------- general text
-def text_documents(name: str) -> list[str]:
-    """The documents of a shipped text file (nofrog_core/data_files/<name>.txt), one per paragraph."""
-    text = resources.files("nofrog_core").joinpath(f"data_files/{name}.txt").read_text()
-    return [p.strip() for p in text.split("\n\n") if p.strip()]
-
-
-def general_documents() -> list[str]:
-    return text_documents("general_text")
-
-
-def document_examples(tokenizer, documents: list[str], bos_token_id: int | None, max_length: int) -> list[Example]:
-    """Each document scored on all its tokens given BOS; documents longer than
-    `max_length` are cut into windows that each restart from BOS."""
-    return [window for doc in documents for window in document_windows(tokenizer, doc, bos_token_id, max_length)]
-
-
-def document_windows(tokenizer, document: str, bos_token_id: int | None, max_length: int) -> list[Example]:
-    bos = [bos_token_id] if bos_token_id is not None else []
-    width = max_length - len(bos)
-    ids = tokenizer(document, add_special_tokens=False)["input_ids"]
-    return [Example(bos + ids[start:start + width], [IGNORE_INDEX] * len(bos) + ids[start:start + width])
-            for start in range(0, len(ids), width)]
-
-
 def score_text(ctx: EvalContext, name: str) -> tuple[dict, dict]:
     """Bits per byte (and lm-eval's perplexities) of a shipped text, less the monitor's documents."""
     _, documents = split_probes(text_documents(name))
@@ -129,26 +100,6 @@ def story_text(ctx: EvalContext) -> tuple[dict, dict]:
 
 
 # -------------------------------------------------------------- held-out answers
-def greedy_continuations(model, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                         pad_token_id: int, desc: str = "greedy answers") -> list[list[int]]:
-    """Greedy new tokens after each prompt (token ids), in left-padded batches."""
-    import torch
-
-    device = next(model.parameters()).device
-    model.eval()
-    out_ids = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
-        batch = prompts[start:start + batch_size]
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.tensor([[pad_token_id] * (width - len(ids)) + ids for ids in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
-        with torch.no_grad():
-            out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad_token_id)
-        out_ids += [row.tolist() for row in out[:, width:]]
-    return out_ids
-
-
 def first_labelled(example: Example) -> int:
     """Where the answer starts: the prompt is everything before it."""
     return next(i for i, label in enumerate(example.labels) if label != IGNORE_INDEX)

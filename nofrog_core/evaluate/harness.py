@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example
 from . import metrics as metric_registry
-from .scoring import sequence_nll, shared_context_nll, standard_error
+from .generation import greedy_continuations
+from ..scoring import sequence_nll, shared_context_nll
 from .yaml_tasks import TaskSpec
 
 
@@ -79,7 +80,7 @@ def with_stderr(samples: dict, names: tuple[str, ...]) -> dict:
     for name in names:
         out[name] = metric_registry.value(name, samples)
         if metric_registry.METRICS[name].binary:
-            out[f"{name}_stderr"] = standard_error(samples[name])
+            out[f"{name}_stderr"] = metric_registry.standard_error(samples[name])
     return out
 
 
@@ -156,23 +157,10 @@ def normalise(text: str, options: dict) -> str:
 
 
 def generate_greedy(model, tokenizer, encoder: Encoder, context: str, until: list[str], max_new_tokens: int) -> str:
-    import torch
-
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    ids = torch.tensor([encoder.encode(context)[-encoder.max_length:]], device=next(model.parameters()).device)
-
-    class UntilSeen(StoppingCriteria):
-        # Decodes the new tokens: works with any tokenizer (transformers' stop_strings needs a BPE-like vocabulary).
-        def __call__(self, input_ids, scores, **kwargs):
-            text = tokenizer.decode(input_ids[0, ids.shape[1]:], skip_special_tokens=True)
-            return any(stop in text for stop in until)
-
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             max_new_tokens=max_new_tokens, stopping_criteria=StoppingCriteriaList([UntilSeen()]),
-                             pad_token_id=tokenizer.pad_token_id)
-    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    """lm-eval's generate_until for one context: greedy, cut at the first stop string."""
+    prompt = encoder.encode(context)[-encoder.max_length:]
+    ids = greedy_continuations(model, [prompt], max_new_tokens, 1, tokenizer.pad_token_id, tokenizer, until)[0]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
     for stop in until:  # cut at the first stop string, as lm-eval does
         text = text.split(stop)[0]
     return text

@@ -109,3 +109,12 @@ def text_samples(nll_per_window: list[float], owners: list[int], documents: list
         nll[owner] += value
     return {"nll": nll, "bytes": [len(d.encode("utf-8")) for d in documents],
             "words": [len(re.split(r"\s+", d)) for d in documents]}
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean (sample std / sqrt(n)), as lm-eval reports it."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)

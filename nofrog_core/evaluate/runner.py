@@ -116,8 +116,8 @@ def heldout_examples(config, tokenizer, bos_token_id):
 
 def check_tasks(config, planned: list[PlannedTask]) -> None:
     names = {p.entry for p in planned}
-    if "replay_kl" in names and builtin.replay_heldout(config.train.replay_dir) is None:
-        raise ValueError("eval.tasks: replay_kl needs train.replay_dir with held-out samples (heldout.jsonl)")
+    if "replay_kl" in names and builtin.replay_heldout(config.replay.mix.dir) is None:
+        raise ValueError("eval.tasks: replay_kl needs replay.mix.dir with held-out samples (heldout.jsonl)")
 
 
 def planned_tasks(config, tasks: list[str] | None = None) -> list[PlannedTask]:
@@ -127,7 +127,7 @@ def planned_tasks(config, tasks: list[str] | None = None) -> list[PlannedTask]:
     if tasks:
         ec = ec.model_copy(update={"forgetting_tasks": [t for t in tasks if t != "heldout_answers"],
                                    "gain_tasks": [t for t in tasks if t == "heldout_answers"], "tasks": []})
-    return plan_tasks(ec, builtin.replay_heldout(config.train.replay_dir) is not None)
+    return plan_tasks(ec, builtin.replay_heldout(config.replay.mix.dir) is not None)
 
 
 def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None) -> dict:
@@ -171,8 +171,8 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
             record(name, entry, samples, roles.get(name, "extra"), info, version, task_config)
     context = builtin.EvalContext(
         model, tokenizer, bos, pad, ec.batch_size, ec.max_length, config.train.loss_chunk_size,
-        heldout_examples=None, replay_dir=config.train.replay_dir, model_hash=model_ref.content_hash,
-        base_replay_nll=lambda: base_replay_nll(config, config.train.replay_dir))
+        heldout_examples=None, replay_dir=config.replay.mix.dir, model_hash=model_ref.content_hash,
+        base_replay_nll=lambda: base_replay_nll(config, config.replay.mix.dir))
     for task in (p for p in planned if is_builtin(p.entry)):
         if task.entry == "heldout_answers":
             context.heldout_examples = heldout_examples(config, tokenizer, bos)

@@ -10,19 +10,15 @@ from .report import forgetting_report, render_markdown
 from .runner import evaluate_model, write_results
 
 
-def model_config_for(config, model: str | None):
-    """The configured base model, or another model (a checkpoint directory, a Hub id) with the same settings."""
-    return config.model if model is None else config.model.model_copy(update={"name_or_path": str(model)})
-
-
 def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list[str] | None = None) -> dict:
     config.check_evaluable()
     out_file = Path(out_file)
     if out_file.exists():
         raise FileExistsError(f"{out_file} already exists; choose another --out (results are never overwritten)")
     check_writable(out_file)  # a read-only directory fails before the scoring, not after it
-    ref = models.resolve_model(model_config_for(config, model))
-    results = evaluate_model(ref, config, tasks)
+    if model is not None:  # another model (a checkpoint directory, a Hub id) with the same settings
+        config = config.with_values({"model.name_or_path": str(model)})
+    results = evaluate_model(models.resolve_model(config.model), config, tasks)
     write_results(results, out_file)
     return results
 

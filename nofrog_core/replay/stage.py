@@ -32,8 +32,9 @@ class ReplayError(ValueError):
     """A replay request that cannot be served; the message says why."""
 
 
-def request_key(base: models.ModelRef, backend: str, replay_config) -> dict:
-    return {"base_model_hash": base.content_hash, "backend": backend, "seed": replay_config.seed,
+def request_key(base_model_hash: str, backend: str, replay_config) -> dict:
+    """What names a replay set: two requests with the same key give the same samples."""
+    return {"base_model_hash": base_model_hash, "backend": backend, "seed": replay_config.seed,
             "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
             "batch_size": replay_config.batch_size,  # HF sampling streams depend on the batch shape
             "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
@@ -92,7 +93,7 @@ def run_replay(config, out_dir: Path) -> dict:
     rc = config.replay
     base = models.resolve_model(config.model)
     candidates = ["vllm", "hf"] if rc.backend == "auto" else [rc.backend]
-    wanted = {json_sha256(request_key(base, b, rc)) for b in candidates}
+    wanted = {json_sha256(request_key(base.content_hash, b, rc)) for b in candidates}
     reused = reusable_metadata(out_dir, lambda meta: meta.get("request_key") in wanted, "replay dataset")
     if reused is not None:
         log.info("replay dataset %s already holds this request; reusing it", out_dir)
@@ -101,7 +102,7 @@ def run_replay(config, out_dir: Path) -> dict:
     tokenizer = models.load_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
     backend, raw, wall = generate_samples(config, base, tokenizer, bos.token_id)
-    key = request_key(base, backend, rc)
+    key = request_key(base.content_hash, backend, rc)
     num_heldout = len(raw) - rc.num_samples
 
     special_ids = set(tokenizer.all_special_ids)

@@ -15,7 +15,7 @@ import torch
 
 from .. import models
 from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, task_files
-from ..evaluate.builtin import document_examples, general_documents, split_probes
+from ..corpus import document_examples, general_documents, split_probes
 from . import controls
 from .loop import TrainingInputs
 
@@ -48,20 +48,21 @@ def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData
         # The probes' share of the items (split_probes): the final evaluation never scores them.
         probe_docs, _ = split_probes(general_documents())
         probes["general_text"] = document_examples(tokenizer, probe_docs, bos, config.data.max_length)
-        if tc.replay_dir is not None and (tc.replay_dir / "heldout.jsonl").is_file():
-            probes["replay_heldout"], _ = split_probes(load_replay_examples(tc.replay_dir, bos, config.data.max_length,
+        replay_dir = config.replay.mix.dir
+        if replay_dir is not None and (replay_dir / "heldout.jsonl").is_file():
+            probes["replay_heldout"], _ = split_probes(load_replay_examples(replay_dir, bos, config.data.max_length,
                                                                             "heldout.jsonl"))
     return TrainingData(train, validation, report, files, replay, replay_info, probes, bos_choice)
 
 
 def load_replay(config, base: models.ModelRef, bos_token_id: int | None):
     """Replay examples and what to record about them; (None, None) without replay."""
-    replay_dir = config.train.replay_dir
-    if config.train.replay_ratio == 0:
+    replay_dir = config.replay.mix.dir
+    if config.replay.mix.ratio == 0:
         return None, None
     meta = json.loads((replay_dir / "metadata.json").read_text())
     if meta.get("base_model_hash") != base.content_hash:
-        log.warning("train.replay_dir %s was sampled from model %s, not from this base model %s",
+        log.warning("replay.mix.dir %s was sampled from model %s, not from this base model %s",
                     replay_dir, str(meta.get("base_model_hash"))[:12], base.content_hash[:12])
     examples = load_replay_examples(replay_dir, bos_token_id, config.data.max_length)
     return examples, {"dir": str(replay_dir), "samples": len(examples), "request_key": meta.get("request_key"),
@@ -73,12 +74,17 @@ def check_controls(config, base: models.ModelRef) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .loop import prepare_model
+    from .terms import TERMS
+
+    unknown = sorted(set(config.train.extra_terms) - set(TERMS))
+    if unknown:
+        raise ValueError(f"train.extra_terms: unknown loss terms {unknown}; registered: {sorted(TERMS)}")
 
     model_config = AutoConfig.from_pretrained(base.path, trust_remote_code=config.model.trust_remote_code)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(model_config)
     controls.decoder_layers(skeleton)
-    prepare_model(skeleton, config.train)
+    prepare_model(skeleton, config.train.freeze_bottom, config.train.lora)
 
 
 def load_worker_inputs(config) -> tuple[TrainingInputs, TrainingData]:

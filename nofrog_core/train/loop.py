@@ -2,18 +2,17 @@
 
 One optimizer step = `train.grad_accum` micro-batches on each of the world's
 workers. A micro-batch holds the task rows of this worker's shard and, with
-replay, `round(replay_ratio * batch_size)` context-free samples. The step
-minimises  L_task + replay_weight * L_replay (+ replay_kl_weight * KL(base || model)
-on the replay tokens), each a token-weighted mean over all the step's tokens on
-all workers. L_task, all-reduced, is the loss FINCH reads, so every worker
-sets the same learning rate.
+replay, `round(replay.mix.ratio * batch_size)` context-free samples. The step
+minimises the weighted sum of the configured loss terms (terms/): each term's
+token sum over the whole step on all workers, divided by the token count of its
+rows (task or replay). The task rows' part, all-reduced, is the loss the
+schedule reads, so every worker sets the same learning rate.
 
 Anchored Learning runs two phases through this loop: a plain SFT reference,
 then a student restarted from the base that distils to the moving anchor.
 
-The main worker appends one line per step to history.jsonl as it happens, so a
-crash keeps the curve up to that point; a resumed run rewrites it from its
-checkpoint's step.
+Around each step the loop runs its hooks (hooks.py): the history file, the
+per-worker log, Anchored Learning's snapshots, and any a caller adds.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import copy
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -36,13 +34,14 @@ from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example, collate, example_batches
 from ..outputs import write_json
-from ..history import read_history
-from ..schedules import make_schedule
+from ..schedules import SCHEDULES, build_schedule
 from . import controls
 from .checkpoints import read_checkpoint, trainable_state, write_checkpoint
 from .distributed import World
+from .hooks import AnchorSnapshots, HistoryFile, StepHook, WorkerLog
 from .monitor import ForgettingMonitor
-from .objective import AnchorSettings, TrainingObjective
+from .objective import TrainingObjective
+from .terms import WeightedTerm, build_term
 
 
 log = logging.getLogger(__name__)
@@ -69,48 +68,38 @@ class NonFiniteLoss(ValueError):
     """The loss or the gradient turned NaN or infinite: training stops, nothing is exported."""
 
 
-@dataclass
-class CrashAt:
-    """Kill one worker once, at one step: how the fault-tolerance test loses a worker mid-run."""
-
-    rank: int
-    step: int
-    marker: Path  # written before the crash, so the restarted worker goes on
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
 
-def rows_per_batch(train_config) -> tuple[int, int]:
+def rows_per_batch(batch_size: int, replay_ratio: float, has_replay: bool) -> tuple[int, int]:
     """(task rows, replay rows) of every micro-batch."""
-    replay = round(train_config.replay_ratio * train_config.batch_size) if train_config.replay_dir else 0
-    return train_config.batch_size - replay, replay
+    replay = round(replay_ratio * batch_size) if has_replay else 0
+    return batch_size - replay, replay
 
 
-def steps_per_epoch(train_config, num_examples: int) -> int:
-    task_rows, _ = rows_per_batch(train_config)
-    return max(1, math.ceil(num_examples / task_rows) // train_config.grad_accum)
+def steps_per_epoch(task_rows: int, grad_accum: int, num_examples: int) -> int:
+    return max(1, math.ceil(num_examples / task_rows) // grad_accum)
 
 
-def total_steps(train_config, num_examples: int) -> int:
-    """Optimizer steps of one phase on a shard of `num_examples` task rows."""
-    planned = max(1, math.ceil(train_config.epochs * steps_per_epoch(train_config, num_examples)))
-    return min(planned, train_config.max_steps) if train_config.max_steps else planned
+def total_steps(epoch_steps: int, epochs: float, max_steps: int | None) -> int:
+    """Optimizer steps of one phase: `epochs` passes, capped at `max_steps`."""
+    planned = max(1, math.ceil(epochs * epoch_steps))
+    return min(planned, max_steps) if max_steps else planned
 
 
-def student_phase_plan(train_config, num_examples: int) -> tuple[int, int]:
+def student_phase_plan(epoch_steps: int, max_steps: int | None, snapshot_every_epochs: float,
+                       outer_iterations: int) -> tuple[int, int]:
     """Anchored Learning's student phase: (steps, steps between snapshots).
 
-    K inner epochs x T outer iterations by default; with `train.max_steps` the
-    phase gets that many steps and T snapshots spread evenly over them.
+    K inner epochs x T outer iterations by default; with `max_steps` the phase gets
+    that many steps and T snapshots spread evenly over them.
     """
-    a = train_config.anchored
-    if train_config.max_steps:
-        return train_config.max_steps, max(1, math.ceil(train_config.max_steps / a.outer_iterations))
-    every = max(1, math.ceil(a.snapshot_every_epochs * steps_per_epoch(train_config, num_examples)))
-    return every * a.outer_iterations, every
+    if max_steps:
+        return max_steps, max(1, math.ceil(max_steps / outer_iterations))
+    every = max(1, math.ceil(snapshot_every_epochs * epoch_steps))
+    return every * outer_iterations, every
 
 
 def endless_example_batches(examples: list[Example], rows: int, seed: int) -> Iterator[tuple[int, list[Example]]]:
@@ -127,16 +116,33 @@ def count_labels(examples: list[Example]) -> int:
     return sum(sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples)
 
 
-def prepare_model(model, train_config):
+def prepare_model(model, freeze_bottom: float, lora) -> tuple[torch.nn.Module, int]:
     """Freeze, then wrap in LoRA; returns (model, frozen layer count)."""
-    frozen = controls.freeze_bottom_layers(model, train_config.freeze_bottom) if train_config.freeze_bottom else 0
-    if train_config.lora.enabled:
-        model = controls.apply_lora(model, train_config.lora)
+    frozen = controls.freeze_bottom_layers(model, freeze_bottom) if freeze_bottom else 0
+    if lora.enabled:
+        model = controls.apply_lora(model, lora)
     return model, frozen
 
 
 def frozen_copy(model) -> torch.nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def configured_terms(train_config, replay_mix, phase: str, has_replay: bool) -> list[WeightedTerm]:
+    """The loss terms of one phase, from the config: what a step minimises, and with what weight."""
+    if phase == "student":  # Anchored Learning distils to the anchor; the task NLL is logged only
+        a = train_config.anchored
+        terms = [WeightedTerm(build_term("anchored_kl", alpha=a.alpha, temperature=a.temperature,
+                                         interpolation=a.interpolation), 1.0),
+                 WeightedTerm(build_term("task_nll"), 0.0)]
+    else:
+        terms = [WeightedTerm(build_term("task_nll"), 1.0)]
+    if has_replay:
+        terms.append(WeightedTerm(build_term("replay_nll"), replay_mix.nll_weight))
+        if replay_mix.kl_weight > 0:
+            terms.append(WeightedTerm(build_term("replay_kl"), replay_mix.kl_weight))
+    terms += [WeightedTerm(build_term(name), weight) for name, weight in train_config.extra_terms.items()]
+    return terms
 
 
 @dataclass
@@ -165,19 +171,21 @@ class Trainer:
 
     `wrap` turns the objective module into what runs the forward pass: itself
     in process, DDP under Ray Train. `checkpoints` is a LocalCheckpoints or a
-    RayCheckpoints.
+    RayCheckpoints. `hooks` run around every step, after the loop's own.
     """
 
     def __init__(self, config, inputs: TrainingInputs, out_dir: Path, world: World, checkpoints,
-                 wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m, crash_at: CrashAt | None = None):
-        self.config, self.tc = config, config.train
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m, hooks: list[StepHook] = ()):
+        self.config, self.tc, self.mix = config, config.train, config.replay.mix
         self.inputs, self.out_dir, self.world = inputs, Path(out_dir), world
-        self.checkpoints, self.wrap, self.crash_at = checkpoints, wrap, crash_at
-        self.task_rows, self.replay_rows = rows_per_batch(self.tc)
+        self.checkpoints, self.wrap, self.hooks = checkpoints, wrap, list(hooks)
+        self.task_rows, self.replay_rows = rows_per_batch(self.tc.batch_size, self.mix.ratio,
+                                                          self.mix.dir is not None)
         self.examples = world.shard(inputs.examples)
         self.replay = world.shard(inputs.replay) if self.replay_rows else None
         if self.replay_rows and not self.replay:
-            raise ValueError("train.replay_ratio > 0 but this worker's share of the replay dataset is empty")
+            raise ValueError("replay.mix.ratio > 0 but this worker's share of the replay dataset is empty")
+        self.epoch_steps = steps_per_epoch(self.task_rows, self.tc.grad_accum, len(self.examples))
         self.frozen_layers = 0
 
     # ----------------------------------------------------------------- phases
@@ -185,7 +193,7 @@ class Trainer:
         seed_everything(self.tc.seed)
         started = time.time()
         base = self.inputs.model.to(self.world.device)
-        steps = total_steps(self.tc, len(self.examples))
+        steps = total_steps(self.epoch_steps, self.tc.epochs, self.tc.max_steps)
         with self.checkpoints.latest() as directory:
             resume = json.loads((directory / "state.json").read_text())["phase"] if directory else None
         if self.tc.objective == "sft":
@@ -217,35 +225,36 @@ class Trainer:
             reference = None  # comes back from the student checkpoint
         else:
             reference = frozen_copy(self._run_phase(reference_phase, base).model)
-        student_steps, every = student_phase_plan(self.tc, len(self.examples))
+        a = self.tc.anchored
+        student_steps, every = student_phase_plan(self.epoch_steps, self.tc.max_steps, a.snapshot_every_epochs,
+                                                  a.outer_iterations)
         student = student_base.train().requires_grad_(True)
         return self._run_phase(Phase("student", student_steps, self.out_dir / "history.jsonl", every), student,
                                reference=reference)
 
     def _run_phase(self, phase: Phase, model, reference=None) -> PhaseResult:
         tc, world = self.tc, self.world
-        model, self.frozen_layers = prepare_model(model, tc)
-        anchored = phase.name == "student"
-        settings = AnchorSettings(tc.anchored.alpha, tc.anchored.temperature, tc.anchored.interpolation)
-        objective = TrainingObjective(model, tc.loss_chunk_size, settings if anchored else None)
-        if tc.replay_kl_weight > 0:
-            objective.frozen.base = frozen_copy(model)
-        if anchored:
-            objective.frozen.reference = reference
-            objective.frozen.snapshot = frozen_copy(model)
-        optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=tc.lr)
+        model, self.frozen_layers = prepare_model(model, tc.freeze_bottom, tc.lora)
+        objective = TrainingObjective(model, tc.loss_chunk_size,
+                                      configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)))
+        for name in objective.frozen_needed():
+            # The base and the first snapshot are the model as the phase starts; the reference is given.
+            objective.frozen[name] = reference if name == "reference" else frozen_copy(model)
+        optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=0.0)
         trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
 
         start_step, state = self._resume(phase, model, optimizer, objective)
         ema0 = state.get("ema0") if state else None
-        if ema0 is None and tc.schedule == "finch":
+        if ema0 is None and SCHEDULES[tc.schedule].needs_initial_loss:
             ema0 = self._mean_task_loss(objective)
-        schedule = make_schedule(tc, phase.steps, ema0)
-        if state and state.get("schedule"):
-            schedule.load_state_dict(state["schedule"])
-        elif state:
-            schedule.step = start_step
-        monitor = ForgettingMonitor(self.inputs.probes, self.inputs.pad_token_id, tc, world)
+        schedule = build_schedule(tc.schedule, total_steps=phase.steps, warmup_steps=tc.warmup_steps, lr=tc.lr,
+                                  base_lr=tc.finch.base_lr, lr_max=tc.finch.lr_max, alpha=tc.finch.ema_alpha,
+                                  ema_loss=ema0)
+        if state:
+            schedule.load_state_dict(state["schedule"] or {"step": start_step})
+        monitor = ForgettingMonitor(self.inputs.probes, self.inputs.pad_token_id, world, tc.monitor_every,
+                                    tc.monitor_max_drop, tc.monitor_early_stop, tc.monitor_samples,
+                                    tc.batch_size, tc.loss_chunk_size)
         monitor.load_state_dict(state.get("monitor") if state else None, model, start_step)
         if monitor.enabled and monitor.baseline is None:
             monitor.start(model)
@@ -257,40 +266,44 @@ class Trainer:
             next(task_stream)
             if replay_stream:
                 next(replay_stream)
-        history = self._open_history(phase.history_path, start_step)
+        hooks = self._phase_hooks(phase, start_step, model, objective) + self.hooks
         model.train()
         result = PhaseResult(model, start_step, state.get("final_loss", math.nan) if state else math.nan, ema0,
                              trainable, resumed_from_step=start_step or None)
         result.monitor_baseline = monitor.baseline
-        worker_log = self._open_worker_log(phase)
         bar = tqdm(total=phase.steps, initial=start_step, desc=phase.name, unit="step", disable=not world.is_main)
-        for step in range(start_step + 1, phase.steps + 1):
-            self._maybe_crash(step)
-            record = self._step(step, runner, objective, optimizer, schedule, task_stream, replay_stream)
-            record.update(monitor.maybe_score(step, model))
-            result.steps, result.final_loss = step, record["loss"]
-            if history:
-                history.write(json.dumps(record) + "\n")
-                history.flush()
-            if worker_log:
-                worker_log.write(json.dumps({"step": step, "lr": record["lr"], "loss": record["loss"],
-                                             "ema_loss": record.get("ema_loss")}) + "\n")
-                worker_log.flush()
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                            tok_s=f"{record['tokens_per_second']:.0f}")
-            if anchored and step % phase.snapshot_every == 0 and step < phase.steps:
-                objective.frozen.snapshot.load_state_dict(model.state_dict())
-            if monitor.should_stop:
-                result.stopped_early_at, result.kept_step = step, monitor.restore_best(model)
-                break
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < phase.steps:
-                self._save(phase, step, model, optimizer, schedule, monitor, objective, result, ema0)
-        bar.close()
-        for handle in (history, worker_log):
-            if handle:
-                handle.close()
+        try:
+            for step in range(start_step + 1, phase.steps + 1):
+                for hook in hooks:
+                    hook.before_step(step, world.rank)
+                record = self._step(step, runner, objective, optimizer, schedule, task_stream, replay_stream)
+                record.update(monitor.maybe_score(step, model))
+                result.steps, result.final_loss = step, record["loss"]
+                for hook in hooks:
+                    hook.after_step(step, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                                tok_s=f"{record['tokens_per_second']:.0f}")
+                if monitor.should_stop:
+                    result.stopped_early_at, result.kept_step = step, monitor.restore_best(model)
+                    break
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < phase.steps:
+                    self._save(phase, step, model, optimizer, schedule, monitor, objective, result, ema0)
+        finally:
+            bar.close()
+            for hook in hooks:
+                hook.close()
         return result
+
+    def _phase_hooks(self, phase: Phase, start_step: int, model, objective) -> list[StepHook]:
+        hooks: list[StepHook] = []
+        if self.world.is_main:
+            hooks.append(HistoryFile(phase.history_path, start_step))
+        if self.world.size > 1:
+            hooks.append(WorkerLog(self.out_dir / "workers" / f"{phase.name}-rank{self.world.rank}.jsonl"))
+        if phase.snapshot_every:
+            hooks.append(AnchorSnapshots(model, objective.frozen, phase.snapshot_every, phase.steps))
+        return hooks
 
     # ------------------------------------------------------------------ steps
     def _step(self, step, runner, objective, optimizer, schedule, task_stream, replay_stream) -> dict:
@@ -304,62 +317,58 @@ class Trainer:
         local_counts = [sum(count_labels(t) for _, t, _ in micro), sum(count_labels(r) for _, _, r in micro),
                         sum(len(e.input_ids) for _, t, r in micro for e in t + r)]
         task_tokens, replay_tokens, seen_tokens = world.sum(local_counts)
-        sums = torch.zeros(4, dtype=torch.float64)  # task, task_nll, replay_nll, replay_kl
+        tokens = {"task": task_tokens, "replay": replay_tokens}
+        weighted = {group: [w for w in objective.terms if w.term.rows == group and w.weight > 0]
+                    for group in ("task", "replay")}
+        names = [w.term.name for w in objective.terms]
+        sums = torch.zeros(len(names), dtype=torch.float64)
         for index, (_, task, replay) in enumerate(micro):
             batch = {k: v.to(world.device) for k, v in collate(task + replay, self.inputs.pad_token_id).items()}
             last = index == len(micro) - 1
             # DDP all-reduces gradients on the last micro-batch of the step only.
             sync = nullcontext() if last or not hasattr(runner, "no_sync") else runner.no_sync()
             with sync:
-                terms = runner(batch["input_ids"], batch["labels"], batch["attention_mask"], len(task))
-                loss = terms["task"] / task_tokens
-                if replay:
-                    loss = loss + (tc.replay_weight * terms["replay_nll"]
-                                   + tc.replay_kl_weight * terms["replay_kl"]) / replay_tokens
+                values = runner(batch["input_ids"], batch["labels"], batch["attention_mask"], len(task))
+                loss = sum(w.weight * values[w.term.name] for w in weighted["task"]) / task_tokens
+                if replay and weighted["replay"]:
+                    loss = loss + sum(w.weight * values[w.term.name] for w in weighted["replay"]) / replay_tokens
                 # DDP averages gradients over workers; the sums above are already global means.
                 (loss * world.size).backward()
-            sums += torch.tensor([terms["task"].item(), terms["task_nll"].item(),
-                                  terms["replay_nll"].item() if replay else 0.0,
-                                  terms["replay_kl"].item() if replay else 0.0], dtype=torch.float64)
-        task_sum, task_nll_sum, replay_sum, kl_sum = world.sum(sums.tolist())
-        loss_value = task_sum / task_tokens
+            sums += torch.tensor([values[n].item() if n in values else 0.0 for n in names], dtype=torch.float64)
+        totals = dict(zip(names, world.sum(sums.tolist())))
+        term_means = {w.term.name: totals[w.term.name] / tokens[w.term.rows]
+                      for w in objective.terms if tokens[w.term.rows]}
+        loss_value = sum(w.weight * totals[w.term.name] for w in weighted["task"]) / task_tokens
         lr = schedule.next_lr(loss_value)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]  # every group moves by the same factor
         params = [p for g in optimizer.param_groups for p in g["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf")).item()
-        replay_loss = (replay_sum + kl_sum) / replay_tokens if replay_stream else 0.0
-        if not all(map(math.isfinite, (loss_value, grad_norm, replay_loss))):
+        if not all(map(math.isfinite, (loss_value, grad_norm, *term_means.values()))):
             # Before the optimizer step: the weights (and the last checkpoint) are still the good ones.
-            raise NonFiniteLoss(f"training stopped at step {step}: loss {loss_value}, gradient norm {grad_norm}"
-                                f"{f', replay loss {replay_loss}' if replay_stream else ''} {NON_FINITE_MARK} "
-                                "(lower train.lr, or check the data)")
+            terms_text = ", ".join(f"{name} {value}" for name, value in term_means.items())
+            raise NonFiniteLoss(f"training stopped at step {step}: loss {loss_value}, gradient norm {grad_norm} "
+                                f"({terms_text}) {NON_FINITE_MARK} (lower the learning rate, or check the data)")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        record = {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                  "tokens_per_second": seen_tokens / (time.time() - started)}
-        if tc.schedule == "finch":
-            record["ema_loss"] = schedule.ema_loss
-        if objective.anchored is not None:
-            record["task_nll"] = task_nll_sum / task_tokens
-        if replay_stream:
-            record["replay_loss"] = replay_sum / replay_tokens
-            if tc.replay_kl_weight > 0:
-                record["replay_kl"] = kl_sum / replay_tokens
-        return record
+        return {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                **schedule.logged(), **term_means, "tokens_per_second": seen_tokens / (time.time() - started)}
 
     @torch.no_grad()
     def _mean_task_loss(self, objective) -> float:
         """FINCH's ema_0: the objective's mean task loss on the training set before any step
-        (capped at `train.finch_init_batches` batches per worker), token-weighted over all workers."""
+        (capped at `train.finch.init_batches` batches per worker), token-weighted over all workers."""
         objective.eval()
         total = tokens = 0.0
+        task_terms = [w for w in objective.terms if w.term.rows == "task" and w.weight > 0]
+        cap = self.tc.finch.init_batches
         batches = example_batches(self.examples, self.tc.batch_size)
         for index, rows in enumerate(tqdm(batches, desc="FINCH ema_0", leave=False, disable=not self.world.is_main)):
-            if self.tc.finch_init_batches and index >= self.tc.finch_init_batches:
+            if cap and index >= cap:
                 break
             batch = {k: v.to(self.world.device) for k, v in collate(rows, self.inputs.pad_token_id).items()}
-            total += objective(batch["input_ids"], batch["labels"], batch["attention_mask"], len(rows))["task"].item()
+            values = objective(batch["input_ids"], batch["labels"], batch["attention_mask"], len(rows))
+            total += sum(w.weight * values[w.term.name] for w in task_terms).item()
             tokens += count_labels(rows)
         objective.train()
         total, tokens = self.world.sum([total, tokens])
@@ -368,15 +377,15 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def _save(self, phase, step, model, optimizer, schedule, monitor, objective, result, ema0) -> None:
         state = {"phase": phase.name, "step": step, "ema0": ema0, "final_loss": result.final_loss,
-                 "schedule": schedule.state_dict() if hasattr(schedule, "state_dict") else None,
-                 "monitor": monitor.state_dict()}
+                 "schedule": schedule.state_dict(), "monitor": monitor.state_dict()}
+        # Frozen models other than the base (rebuilt from it on resume) differ from the base only
+        # where the student trains: those weights go with the checkpoint.
         extra = {}
-        if objective.frozen.snapshot is not None:
-            # The frozen models differ from the base only where the student trains.
-            trained = trainable_state(model).keys()
-            for prefix, frozen in (("snapshot.", objective.frozen.snapshot), ("reference.", objective.frozen.reference)):
+        trained = trainable_state(model).keys()
+        for prefix, frozen in objective.frozen.items():
+            if prefix != "base":
                 weights = dict(frozen.named_parameters())
-                extra.update({prefix + name: weights[name] for name in trained})
+                extra.update({f"{prefix}.{name}": weights[name] for name in trained})
 
         def write(directory: Path) -> None:
             write_checkpoint(directory, model, optimizer, self.inputs.tokenizer, state, extra)
@@ -391,9 +400,8 @@ class Trainer:
             if json.loads((directory / "state.json").read_text())["phase"] != phase.name:
                 return 0, None  # a checkpoint of the other Anchored Learning phase
             state, extra = read_checkpoint(directory, model, optimizer)
-        if extra:
-            objective.frozen.snapshot = self._frozen_from(model, extra, "snapshot.")
-            objective.frozen.reference = self._frozen_from(model, extra, "reference.")
+        for name in {key.split(".", 1)[0] for key in extra}:
+            objective.frozen[name] = self._frozen_from(model, extra, f"{name}.")
         if self.world.is_main:
             log.warning("resuming phase %s from its checkpoint at step %s", phase.name, state["step"])
         return int(state["step"]), state
@@ -403,28 +411,3 @@ class Trainer:
         frozen = frozen_copy(model)
         frozen.load_state_dict({k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}, strict=False)
         return frozen
-
-    def _open_history(self, path: Path, start_step: int):
-        """The main worker's history file, keeping only the lines up to a resumed step."""
-        if not self.world.is_main:
-            return None
-        kept = [record for record in read_history(path) if record["step"] <= start_step] \
-            if start_step and path.exists() else []
-        handle = open(path, "w")
-        handle.writelines(json.dumps(record) + "\n" for record in kept)
-        return handle
-
-    def _open_worker_log(self, phase: Phase):
-        """With several workers, each keeps its own view of every step in OUT/workers/: the LR it set
-        and the loss it read, to check that all workers agree."""
-        if self.world.size == 1:
-            return None
-        directory = self.out_dir / "workers"
-        directory.mkdir(exist_ok=True)
-        return open(directory / f"{phase.name}-rank{self.world.rank}.jsonl", "a")
-
-    def _maybe_crash(self, step: int) -> None:
-        crash = self.crash_at
-        if crash and crash.rank == self.world.rank and crash.step == step and not crash.marker.exists():
-            crash.marker.write_text(f"worker {self.world.rank} killed at step {step}\n")
-            os._exit(1)

@@ -17,7 +17,7 @@ whose drop stayed within it.
 from __future__ import annotations
 
 from ..data import Example
-from ..evaluate.scoring import mean_token_nll, sequence_nll
+from ..scoring import mean_token_nll, sequence_nll
 from .checkpoints import trainable_state
 from .distributed import World
 
@@ -26,12 +26,12 @@ TEXT_PROBE = "general_text"
 
 
 class ForgettingMonitor:
-    def __init__(self, probes: dict[str, list[Example]], pad_token_id: int, train_config, world: World):
-        self.probes = {name: examples[: train_config.monitor_samples] for name, examples in probes.items() if examples}
+    def __init__(self, probes: dict[str, list[Example]], pad_token_id: int, world: World, every: int,
+                 max_drop: float, early_stop: bool, samples: int, batch_size: int, chunk_size: int):
+        self.probes = {name: examples[:samples] for name, examples in probes.items() if examples}
         self.pad_token_id, self.world = pad_token_id, world
-        self.every, self.max_drop = train_config.monitor_every, train_config.monitor_max_drop
-        self.early_stop = train_config.monitor_early_stop
-        self.chunk_size, self.batch_size = train_config.loss_chunk_size, train_config.batch_size
+        self.every, self.max_drop, self.early_stop = every, max_drop, early_stop
+        self.chunk_size, self.batch_size = chunk_size, batch_size
         self.baseline: dict[str, float] | None = None
         self.should_stop = False
         self.best_step: int | None = None

@@ -26,7 +26,7 @@ def _train_worker(loop_config: dict) -> None:
     from .checkpoints import RayCheckpoints
     from .distributed import World
     from .inputs import load_worker_inputs
-    from .loop import NON_FINITE_MARK, NonFiniteLoss, Trainer
+    from .loop import Trainer
 
     config = loop_config["config"]
     torch.set_num_threads(config.compute.torch_threads or config.compute.cpus_per_worker)
@@ -35,11 +35,11 @@ def _train_worker(loop_config: dict) -> None:
     inputs, _ = load_worker_inputs(config)
     # prepare_model moves the objective to the worker's device and wraps it in DDP.
     trainer = Trainer(config, inputs, Path(loop_config["out_dir"]), world, RayCheckpoints(),
-                      wrap=ray.train.torch.prepare_model, crash_at=loop_config.get("crash_at"))
+                      wrap=ray.train.torch.prepare_model, hooks=loop_config["hooks"])
     trainer.run()
 
 
-def train_with_ray(config, out_dir: Path, crash_at=None) -> dict:
+def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
     """Runs the Trainer on `compute.num_workers` Ray workers; returns the main worker's summary."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -57,7 +57,7 @@ def train_with_ray(config, out_dir: Path, crash_at=None) -> dict:
     storage = Path(compute.storage_path or out_dir / "ray").resolve()
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "crash_at": crash_at},
+        train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "hooks": list(hooks)},
         scaling_config=ScalingConfig(num_workers=compute.num_workers, use_gpu=compute.use_gpu,
                                      resources_per_worker={"CPU": compute.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if compute.use_gpu else "gloo"),

@@ -57,20 +57,22 @@ def claim_output_dir(out_dir: Path, config) -> None:
     started.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
-def train_in_process(config, out_dir: Path) -> tuple[dict, object]:
+def train_in_process(config, out_dir: Path, hooks=()) -> tuple[dict, object]:
     if config.compute.torch_threads:
         torch.set_num_threads(config.compute.torch_threads)
     inputs, data = load_worker_inputs(config)
     checkpoints = LocalCheckpoints(out_dir / "checkpoints", keep=config.train.checkpoints_to_keep)
-    summary = Trainer(config, inputs, out_dir, in_process_world(config.compute.use_gpu), checkpoints).run()
+    summary = Trainer(config, inputs, out_dir, in_process_world(config.compute.use_gpu), checkpoints,
+                      hooks=hooks).run()
     return summary, data
 
 
-def run_training(config, out_dir: Path, crash_at=None) -> dict:
+def run_training(config, out_dir: Path, hooks=()) -> dict:
+    """Fine-tunes into `out_dir`; `hooks` (train/hooks.py StepHook) run around every step, on every worker."""
     out_dir = Path(out_dir)
     refuse_finished_run(out_dir)
-    if config.train.replay_ratio > 0 and config.train.replay_dir is None:
-        raise ValueError("train.replay_ratio > 0 needs train.replay_dir (a `nofrog replay` output directory)")
+    if config.replay.mix.ratio > 0 and config.replay.mix.dir is None:
+        raise ValueError("replay.mix.ratio > 0 needs replay.mix.dir (a `nofrog replay` output directory)")
     started = time.time()
     base = models.resolve_model(config.model)
     check_controls(config, base)  # bad controls fail here, before any worker starts
@@ -80,9 +82,9 @@ def run_training(config, out_dir: Path, crash_at=None) -> dict:
 
         # The driver reads the data too: bad rows fail before Ray starts, and metadata records them.
         data = load_training_data(config, base, models.load_tokenizer(base, config.model))
-        summary = train_with_ray(config, out_dir, crash_at)
+        summary = train_with_ray(config, out_dir, hooks)
     else:
-        summary, data = train_in_process(config, out_dir)
+        summary, data = train_in_process(config, out_dir, hooks)
     history = out_dir / "history.jsonl"
     plot_loss_and_lr(history, out_dir / "loss_lr.png")
     metadata = {
@@ -99,7 +101,7 @@ def run_training(config, out_dir: Path, crash_at=None) -> dict:
         "frozen_layers": summary["frozen_layers"],
         "steps": summary["steps"],
         "final_loss": summary["final_loss"],
-        "finch": {"ema0": summary["ema0"], "init_batches_cap": config.train.finch_init_batches}
+        "finch": {"ema0": summary["ema0"], "init_batches_cap": config.train.finch.init_batches}
         if config.train.schedule == "finch" else None,
         "train_wall_seconds": summary["wall_seconds"],
         "wall_seconds": round(time.time() - started, 2),

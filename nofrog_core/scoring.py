@@ -7,8 +7,8 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from ..data import Example, iterate_batches
-from ..losses import chunked_losses, token_nll
+from .data import Example, iterate_batches
+from .losses import chunked_losses, token_nll
 
 
 @torch.no_grad()
@@ -37,15 +37,6 @@ def sequence_nll(
 
 def mean_token_nll(nll: list[float], counts: list[int]) -> float:
     return sum(nll) / max(1, sum(counts))
-
-
-def standard_error(values: list[float]) -> float:
-    """Standard error of the mean (sample std / sqrt(n)), as lm-eval reports it."""
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 @torch.no_grad()
