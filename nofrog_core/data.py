@@ -355,16 +355,21 @@ class TaskFiles:
     data_hash: str
 
 
-def task_files(config) -> TaskFiles:
-    """The configured training data, or the built-in demo task written once into the cache."""
-    data = config.data
-    if data.path is None:
-        out = Path(config.model.cache_dir) / "demo_task" / f"people{data.demo_people}-seed{data.seed}"
-        paths = write_demo_task(out, data.demo_people, data.seed)
+def task_files(path: str | None, eval_file: str | None, demo_people: int, seed: int, cache_dir: Path) -> TaskFiles:
+    """The training data files (`data.path`), or the built-in demo task written once into the cache."""
+    if path is None:
+        out = Path(cache_dir) / "demo_task" / f"people{demo_people}-seed{seed}"
+        paths = write_demo_task(out, demo_people, seed)
         return TaskFiles(str(paths["train"]), str(paths["heldout"]), file_sha256(paths["train"]))
-    files = data_files(data.path)
-    data_hash = files_sha256(files) if files else json_sha256({"hub_dataset": data.path})
-    return TaskFiles(data.path, data.eval_file, data_hash)
+    files = data_files(path)
+    data_hash = files_sha256(files) if files else json_sha256({"hub_dataset": path})
+    return TaskFiles(path, eval_file, data_hash)
+
+
+def configured_task_files(config) -> TaskFiles:
+    """`task_files` of a config's `data:` section (for the recipes)."""
+    d = config.data
+    return task_files(d.path, d.eval_file, d.demo_people, d.seed, config.model.cache_dir)
 
 
 def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int,

@@ -200,15 +200,29 @@ def load_model_and_tokenizer(ref: ModelRef, config: ModelConfig):
     return load_model(ref, config), load_tokenizer(ref, config)
 
 
-def resolve_bos(tokenizer, fallback_bos_token_id: int | None = None) -> BosChoice:
+def config_bos_token_id(ref: ModelRef) -> int | None:
+    """The `bos_token_id` of the model's own config.json (or its text config), if it names one."""
+    path = Path(ref.path) / "config.json"
+    if not path.is_file():
+        return None
+    model_config = json.loads(path.read_text())
+    value = model_config.get("bos_token_id", (model_config.get("text_config") or {}).get("bos_token_id"))
+    return value if isinstance(value, int) else None
+
+
+def resolve_bos(tokenizer, configured_bos_token_id: int | None = None,
+                model_bos_token_id: int | None = None) -> BosChoice:
     """The token every sequence starts with. Gemma degenerates without it.
 
-    Tokenizers without BOS (Qwen2) fall back to `model.bos_token_id`, then EOS.
+    Tokenizers without BOS (Qwen2) fall back to nofrog's `model.bos_token_id`, then to the
+    model's own config.json `bos_token_id` (methods.md), then to EOS.
     """
     if tokenizer.bos_token_id is not None:
         return BosChoice(tokenizer.bos_token_id, "tokenizer")
-    if fallback_bos_token_id is not None:
-        return BosChoice(fallback_bos_token_id, "config")
+    if configured_bos_token_id is not None:
+        return BosChoice(configured_bos_token_id, "config")
+    if model_bos_token_id is not None:
+        return BosChoice(model_bos_token_id, "model_config")
     return BosChoice(tokenizer.eos_token_id, "eos")
 
 

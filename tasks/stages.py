@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import task
 
 from nofrog_core import models, registry, tracking
-from nofrog_core.data import task_files
+from nofrog_core.data import configured_task_files
 from nofrog_core.evaluate.stage import run_evaluation, run_report
 from nofrog_core.gate import DECISION_KEYS, decide
 from nofrog_core.hashing import json_sha256
@@ -51,7 +51,7 @@ def _replay_cache_key(context, parameters) -> str:
 
 
 def base_eval_request(config, base: dict) -> dict:
-    files = task_files(config)
+    files = configured_task_files(config)
     return {"base_model_hash": base["content_hash"], "eval": config.eval.model_dump(mode="json"),
             "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash,
             "replay_dir": str(config.replay.mix.dir.resolve()) if config.replay.mix.dir else None}

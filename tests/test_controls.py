@@ -25,7 +25,7 @@ def tiny(tiny_model_dir):
 
 
 def test_lora_trains_only_adapters_and_exports_a_plain_model(tiny_config, tiny_model_dir, tmp_path):
-    model = controls.apply_lora(tiny(tiny_model_dir), tiny_config("train.lora.enabled=true").train.lora)
+    model = controls.apply_lora(tiny(tiny_model_dir), 8, 16.0, 0.0, ["q_proj", "v_proj"])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
@@ -42,7 +42,7 @@ def test_lora_trains_only_adapters_and_exports_a_plain_model(tiny_config, tiny_m
 
 def test_lora_targets_that_match_nothing_are_named(tiny_config, tiny_model_dir):
     with pytest.raises(controls.ControlError, match="train.lora.target_modules"):
-        controls.apply_lora(tiny(tiny_model_dir), tiny_config("train.lora.target_modules=[no_such_proj]").train.lora)
+        controls.apply_lora(tiny(tiny_model_dir), 8, 16.0, 0.0, ["no_such_proj"])
 
 
 def test_freezing_keeps_the_bottom_layers_unchanged(tiny_config, tiny_model_dir, tmp_path):
@@ -139,3 +139,32 @@ def test_replay_kl_to_the_base_starts_at_zero_and_is_logged(tiny_config, tmp_pat
 def test_replay_kl_without_replay_is_refused(tiny_config):
     with pytest.raises(ConfigError, match="replay.mix.kl_weight > 0 needs replay samples"):
         tiny_config("replay.mix.kl_weight=0.5")
+
+
+def test_lora_with_freezing_leaves_the_frozen_layers_without_a_trainable_weight(tiny_config, tmp_path):
+    from nofrog_core.train.loop import prepare_model
+
+    config = tiny_config("train.lora.enabled=true", "train.freeze_bottom=0.5")
+    model = AutoModelForCausalLM.from_pretrained(config.model.name_or_path)
+    num_layers = len(controls.decoder_layers(model))
+    model, frozen = prepare_model(model, config.train.freeze_bottom, config.train.lora)
+    assert 0 < frozen < num_layers
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    layers = {int(controls.LAYER_INDEX.search(n).group(1)) for n in trainable}
+    assert layers == set(range(frozen, num_layers))  # adapters above the frozen layers, none in them
+
+
+def test_freeze_embeddings_freezes_the_tied_matrix_and_training_leaves_it_unchanged(tiny_config, tiny_model_dir,
+                                                                                    tmp_path):
+    model = tiny(tiny_model_dir)
+    total = sum(p.numel() for p in model.parameters())
+    frozen = controls.freeze_embeddings(model)
+    assert frozen == model.get_input_embeddings().weight.numel() and not model.get_output_embeddings().weight.requires_grad
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == total - frozen
+    config = tiny_config("train.freeze_embeddings=true", "train.schedule=constant", "train.lr=1e-2",
+                         "train.max_steps=2")
+    run_training(config, tmp_path / "train")
+    before, after = weights(tiny_model_dir), weights(tmp_path / "train" / "model")
+    embedding = next(k for k in before if "embed_tokens" in k)
+    assert torch.equal(before[embedding], after[embedding])
+    assert any(not torch.equal(before[k], after[k]) for k in before if "layers." in k)

@@ -167,7 +167,7 @@ def test_collate_pads_without_attention_or_loss(tmp_path, tokenizer):
 
 def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_path):
     from nofrog_core.config import ConfigError
-    from nofrog_core.data import data_files, task_files
+    from nofrog_core.data import data_files, configured_task_files
 
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -180,8 +180,8 @@ def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_pa
     tokenizer = AutoTokenizer.from_pretrained(config.model.name_or_path)
     examples, report = load_examples(config.data.path, tokenizer, tokenizer.bos_token_id, 64)
     assert report.rows_kept == 3 and len(examples) == 3 and report.shape == "prompt_completion+text"
-    before = task_files(config).data_hash
+    before = configured_task_files(config).data_hash
     write_jsonl(incoming / "c.jsonl", [{"prompt": "Q3", "completion": " three"}])
-    assert task_files(config).data_hash != before  # new data, new lineage
+    assert configured_task_files(config).data_hash != before  # new data, new lineage
     with pytest.raises(ConfigError, match="matches no file"):
         tiny_config(f"data.path={tmp_path}/nothing-*.jsonl")

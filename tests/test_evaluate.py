@@ -76,13 +76,13 @@ def test_heldout_exact_match_is_the_greedy_answer_one_prompt_at_a_time(tiny_conf
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nofrog_core.data import task_files
+    from nofrog_core.data import configured_task_files
 
     config = tiny_config("eval.forgetting_tasks=[general_text]")
     results = run_evaluation(config, tmp_path / "eval.json")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    rows = [json.loads(line) for line in open(task_files(config).heldout)]
+    rows = [json.loads(line) for line in open(configured_task_files(config).heldout)]
     matches = []
     for row in rows:  # no batching, no padding; the answer may run one token past the reference
         ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]]])

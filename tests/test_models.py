@@ -46,6 +46,10 @@ def test_bos_fallbacks(tiny_model_dir):
     assert resolve_bos(tokenizer).source == "tokenizer"
     tokenizer.bos_token = None
     assert resolve_bos(tokenizer, 7) == type(resolve_bos(tokenizer, 7))(7, "config")
+    # Without nofrog's model.bos_token_id, the model's own config.json names it before EOS does.
+    model_bos = resolve_bos(tokenizer, None, 5)
+    assert (model_bos.token_id, model_bos.source) == (5, "model_config")
+    assert resolve_bos(tokenizer, 7, 5).token_id == 7  # the explicit setting wins
     eos = resolve_bos(tokenizer)
     assert eos.source == "eos" and eos.token_id == tokenizer.eos_token_id
 
@@ -65,3 +69,13 @@ def test_a_model_directory_without_weights_or_with_corrupt_ones_is_named(tiny_mo
     config = load_config(None, [f"model.name_or_path={corrupt}"]).model
     with pytest.raises(ModelError, match=f"model {corrupt}: its weights cannot be read"):
         load_model(resolve_model(config), config)
+
+
+def test_the_model_config_bos_is_read_from_config_json(tmp_path):
+    from nofrog_core.models import ModelRef, config_bos_token_id
+
+    (tmp_path / "config.json").write_text('{"text_config": {"bos_token_id": 2}}')
+    ref = ModelRef(path=str(tmp_path), source="x", content_hash="h")
+    assert config_bos_token_id(ref) == 2
+    (tmp_path / "config.json").write_text('{"bos_token_id": null}')
+    assert config_bos_token_id(ref) is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import models
-from ..data import load_examples, split_train_validation, task_files
+from ..data import load_examples, split_train_validation, configured_task_files
 from ..outputs import write_json
 from . import builtin, harness, yaml_tasks
 from .metrics import METRICS, default_higher_is_better
@@ -100,7 +100,7 @@ def judged_metric(name: str, declared: list[dict], output_type: str | None, over
 def heldout_examples(config, tokenizer, bos_token_id):
     """The gain task's held-out rows: data.eval_file, else the validation split that training holds
     back (same rows, same seed), else the demo task's held-out questions."""
-    files, data = task_files(config), config.data
+    files, data = configured_task_files(config), config.data
     if files.heldout is not None:
         examples, _ = load_examples(files.heldout, tokenizer, bos_token_id, config.eval.max_length, data.format,
                                     data.on_invalid_row, data.max_drop_fraction)
@@ -148,7 +148,7 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     harness_names = harness_task_names(planned)
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
-    bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(model_ref)).token_id
     pad = models.pad_token_id(tokenizer)
     out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {}}
 
@@ -225,7 +225,7 @@ def base_replay_nll(config, replay_dir: Path) -> list[float]:
     """The configured base model's NLL of each held-out replay sample (loaded only when not cached)."""
     base = models.resolve_model(config.model)
     model, tokenizer = models.load_model_and_tokenizer(base, config.model)
-    bos = models.resolve_bos(tokenizer, config.model.bos_token_id).token_id
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base)).token_id
     nll, _ = builtin.heldout_replay_nll(model, bos, config.eval.max_length, config.eval.batch_size,
                                         models.pad_token_id(tokenizer), config.train.loss_chunk_size, replay_dir,
                                         desc="replay_kl (base)")

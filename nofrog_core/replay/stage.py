@@ -100,7 +100,7 @@ def run_replay(config, out_dir: Path) -> dict:
         return {**reused, "reused": True}
 
     tokenizer = models.load_tokenizer(base, config.model)
-    bos = models.resolve_bos(tokenizer, config.model.bos_token_id)
+    bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base))
     backend, raw, wall = generate_samples(config, base, tokenizer, bos.token_id)
     key = request_key(base.content_hash, backend, rc)
     num_heldout = len(raw) - rc.num_samples

@@ -43,15 +43,29 @@ def freeze_bottom_layers(model, freeze_bottom: float) -> int:
     return count
 
 
-def apply_lora(model, lora_config):
+def freeze_embeddings(model) -> int:
+    """Freezes the input embeddings and the LM head (one matrix when tied, as in Gemma: ~168M of
+    Gemma 3 270M's ~268M weights). Returns the number of weights frozen."""
+    frozen = {id(p): p for module in (model.get_input_embeddings(), model.get_output_embeddings())
+              if module is not None for p in module.parameters()}
+    for param in frozen.values():
+        param.requires_grad_(False)
+    return sum(p.numel() for p in frozen.values())
+
+
+def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list[str],
+               layers: list[int] | None = None):
+    """LoRA adapters on `target_modules`, in the decoder layers `layers` only (None = all): with
+    `train.freeze_bottom`, the frozen layers get no adapter, so they stay frozen."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora_config.r, lora_alpha=lora_config.alpha, lora_dropout=lora_config.dropout,
-                        target_modules=list(lora_config.target_modules), task_type="CAUSAL_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        task_type="CAUSAL_LM", layers_to_transform=layers,
+                        layers_pattern="layers" if layers is not None else None)
     try:
         return get_peft_model(model, config)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
-        raise ControlError(f"train.lora.target_modules {lora_config.target_modules}: {err}") from None
+        raise ControlError(f"train.lora.target_modules {target_modules}: {err}") from None
 
 
 def export_model(model):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import models
-from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, task_files
+from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, configured_task_files
 from ..corpus import document_examples, general_documents, split_probes
 from . import controls
 from .loop import TrainingInputs
@@ -36,9 +36,9 @@ class TrainingData:
 
 def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData:
     tc = config.train
-    bos_choice = models.resolve_bos(tokenizer, config.model.bos_token_id)
+    bos_choice = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base))
     bos = bos_choice.token_id
-    files = task_files(config)
+    files = configured_task_files(config)
     examples, report = load_examples(files.train, tokenizer, bos, config.data.max_length, config.data.format,
                                      config.data.on_invalid_row, config.data.max_drop_fraction)
     train, validation = split_train_validation(examples, config.data.validation_fraction, config.data.seed)
@@ -84,7 +84,7 @@ def check_controls(config, base: models.ModelRef) -> None:
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(model_config)
     controls.decoder_layers(skeleton)
-    prepare_model(skeleton, config.train.freeze_bottom, config.train.lora)
+    prepare_model(skeleton, config.train.freeze_bottom, config.train.lora, config.train.freeze_embeddings)
 
 
 def load_worker_inputs(config) -> tuple[TrainingInputs, TrainingData]:
