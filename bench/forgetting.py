@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -59,7 +60,9 @@ UNBIASED_TEMPERATURE = 1.0  # the replay set the replay KL is always measured on
 MIN_GAIN_RATIO = 0.9  # an arm must keep this much of SFT's task gain to count as "best"
 
 SFT_LR = 5e-5  # constant LR at which SFT clearly learns the task within the step budget
-LLRD_FREEZE = ("train.llrd=0.9", "train.freeze_bottom=0.8")  # guide: decay ~0.9-0.96, freeze 80-90%
+LLRD_FREEZE = ("train.llrd=0.9", "train.freeze_bottom=0.8")
+# Every arm states it: the shipped default freezes them, the methods under test mostly do not.
+FROZEN_EMBEDDINGS = ("train.freeze_embeddings=true",)  # guide: decay ~0.9-0.96, freeze 80-90%
 
 
 def replay_knobs(ratio: float, weight: float, kl_weight: float = 0.0) -> tuple[str, ...]:
@@ -99,6 +102,8 @@ def method_arms(sft_lr: float) -> list[Arm]:
     sft_schedule, finch_schedule = constant(sft_lr), finch(sft_lr)
     return [
         Arm("sft", f"(1) SFT, constant LR {sft_lr:.2g}", sft_schedule),
+        Arm("sft_frozen_emb", "(1b) SFT, embeddings frozen", sft_schedule + FROZEN_EMBEDDINGS),
+        Arm("finch_frozen_emb", "(3c) FINCH, embeddings frozen", finch_schedule + FROZEN_EMBEDDINGS),
         Arm("sft_cosine", "(2) SFT, cosine", ("train.schedule=cosine", f"train.lr={sft_lr}", "train.warmup_steps=2")),
         Arm("finch", "(3) FINCH", finch_schedule),
         Arm("sft_replay", "(4) SFT + replay", sft_schedule + replay_knobs(0.25, 1.0), UNBIASED_TEMPERATURE),
@@ -227,9 +232,15 @@ class Bench:
         return row
 
 
+def seed_of(arm_name: str) -> int:
+    head, _, seed = arm_name.rpartition("_seed")
+    return int(seed) if head and seed.isdigit() else 0
+
+
 def baseline_name(arm_name: str) -> str:
-    """Relative scores are paired by seed: a seed-1 run is compared with SFT at seed 1."""
-    return "sft_seed1" if arm_name.endswith("_seed1") else "sft"
+    """Relative scores are paired by seed: a seed-k run is compared with SFT at seed k."""
+    seed = seed_of(arm_name)
+    return f"sft_seed{seed}" if seed else "sft"
 
 
 def summarise(arm: Arm, report: dict, seconds: dict) -> dict:
@@ -301,6 +312,7 @@ def main() -> None:
     parser.add_argument("--replay-samples", type=int, default=64)
     parser.add_argument("--arms", default="all", help="comma-separated arm names (a quick check), or all")
     parser.add_argument("--second-seed", action="store_true", help="with --arms: also run each chosen arm at seed 1")
+    parser.add_argument("--seeds", type=int, default=0, help="with --arms: run each chosen arm at seeds 0..N-1")
     parser.add_argument("--work", type=Path, default=WORK, help="run directories; finished arms are reused")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep-models", action="store_true", help="keep every arm's model/ (1 GB each)")
@@ -316,8 +328,9 @@ def main() -> None:
     everything = args.arms == "all"
     total = len(arms) + (5 if everything else 0)  # + the matched-LR control, the combination, three seed-1 runs
     by_name = {}
-    if args.arms != "all" and args.second_seed:
-        arms += [with_seed(arm, 1) for arm in arms]
+    if args.arms != "all" and (args.second_seed or args.seeds > 1):
+        seeds = range(1, max(args.seeds, 2 if args.second_seed else 0))
+        arms += [with_seed(arm, seed) for seed in seeds for arm in arms]
         total = len(arms)
     for number, arm in enumerate(arms, start=1):
         bench.run(arm, f"[{number}/{total}]")
@@ -352,19 +365,22 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
         baseline = bench.rows.get(baseline_name(row["arm"]), bench.rows["sft"])
         comparison.add_relative_scores([row], baseline)
         row["compared_with"] = baseline["arm"]
-        row["baseline"] = row["arm"] in ("sft", "sft_seed1")
+        row["baseline"] = row["arm"] == baseline_name(row["arm"])
     log_relative_scores(bench.config([]), rows)
     front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
     seeds = {}
-    for arm_name in dict.fromkeys(["sft", "finch"] + ([best.name] if best else [])):
-        pair = [bench.rows[n] for n in (arm_name, f"{arm_name}_seed1") if n in bench.rows]
-        seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in pair])
+    seeded_arms = [r["arm"] for r in rows if seed_of(r["arm"]) == 0 and f"{r['arm']}_seed1" in bench.rows]
+    for arm_name in dict.fromkeys(["sft", "finch"] + ([best.name] if best else []) + seeded_arms):
+        runs = [bench.rows[n] for n in [arm_name] + [f"{arm_name}_seed{k}" for k in range(1, 10)]
+                if n in bench.rows]
+        seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in runs])
                            for k in ("task_gain", "forgetting", "forgetting_clipped", "forgetting_reduction",
                                      "gain_ratio")}
     for arm_name in seeds:
         seeds[arm_name]["reduction_of_seed_means"] = (
             1 - seeds[arm_name]["forgetting"]["mean"] / seeds["sft"]["forgetting"]["mean"])
     targets = targets_check(bench.rows)
+    paired = paired_comparisons(bench.rows, seeded_arms)
     summary = {
         "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -376,6 +392,7 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
         "best": best.name if best else None,
         "pareto_front": [r["arm"] for r in front],
         "seeds": seeds,
+        "paired_over_seeds": paired,
         "targets": targets,
         "bench_wall_seconds": round(seconds, 1),  # this invocation (finished arms are reused)
         "compute_seconds": round(sum(bench.timings.values()) + sum(r["wall_seconds"] for r in rows), 1),
@@ -387,6 +404,30 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     (results_dir / "forgetting.md").write_text(markdown(summary, rows, bench))
     log_summary(bench.config([]), results_dir, png)
     log(f"done in {seconds / 60:.1f} min: {results_dir / 'forgetting.md'}")
+
+
+# (method, reference): each pair's difference over seeds, paired by seed.
+PAIRS = [("finch", "sft"), ("sft_frozen_emb", "sft"), ("finch_frozen_emb", "finch"), ("finch_frozen_emb", "sft")]
+
+
+def paired_comparisons(rows: dict, seeded_arms: list[str]) -> list[dict]:
+    """For each pair run at the same seeds: the difference in forgetting (clipped, the gate's figure)
+    and in exact-match gain, mean and 95% t-interval over seeds, and whether it exceeds the noise."""
+    out = []
+    for method, reference in PAIRS:
+        if method not in seeded_arms or reference not in seeded_arms:
+            continue
+        names = [(f"{method}_seed{k}" if k else method, f"{reference}_seed{k}" if k else reference)
+                 for k in range(10)]
+        names = [(a, b) for a, b in names if a in rows and b in rows]
+        entry = {"method": method, "reference": reference, "seeds": len(names)}
+        for key in ("forgetting_clipped", "task_gain"):
+            entry[key] = comparison.paired_seed_difference([rows[a][key] for a, _ in names],
+                                                           [rows[b][key] for _, b in names])
+        entry["gain_ratio_of_means"] = (statistics.fmean(rows[a]["task_gain"] for a, _ in names)
+                                        / statistics.fmean(rows[b]["task_gain"] for _, b in names))
+        out.append(entry)
+    return out
 
 
 def targets_check(rows: dict) -> list[dict]:
@@ -430,7 +471,7 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         (f"Best run (largest forgetting reduction with a gain ratio of at least {MIN_GAIN_RATIO}): "
          f"`{summary['best']}`. " if summary["best"] else "") + f"Pareto front: {', '.join(summary['pareto_front'])}.",
         "",
-        "Two seeds (mean ± half the range):",
+        "Seeds (mean ± half the range):",
         "",
     ]
     for arm, spread in summary["seeds"].items():
@@ -443,6 +484,17 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
             line += (f"; forgetting reduction per seed {reductions} (of the seed means: "
                      f"{spread['reduction_of_seed_means']:.1%}), gain ratio per seed {ratios}")
         lines.append(line)
+    if summary["paired_over_seeds"]:
+        lines += ["", "Paired over seeds (method minus reference at the same seed; mean [95% t-interval]):", ""]
+        for entry in summary["paired_over_seeds"]:
+            f, g = entry["forgetting_clipped"], entry["task_gain"]
+            lines.append(
+                f"- `{entry['method']}` vs `{entry['reference']}` ({entry['seeds']} seeds): forgetting (clipped) "
+                f"{f['mean']:+.1%} [{f['ci'][0]:+.1%}, {f['ci'][1]:+.1%}]"
+                f" ({'exceeds' if f['exceeds_noise'] else 'within'} the noise); exact-match gain "
+                f"{g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}]"
+                f" ({'exceeds' if g['exceeds_noise'] else 'within'} the noise); gain ratio of the means "
+                f"{entry['gain_ratio_of_means']:.2f}")
     lines += ["", "Targets from the papers:", ""]
     for check in summary["targets"]:
         gain = f" at gain ratio >= {check['target_gain_ratio']}" if check["target_gain_ratio"] else ""

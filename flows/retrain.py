@@ -117,9 +117,31 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
                               model=champion["model_dir"])
         champion_report = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config, champion_report)
+    fitted = None
+    if not decision["passed"] and config.gate.fit == "interpolate":
+        # Fit within the budget: the passing base/candidate interpolation with the largest gain.
+        logger.info("the candidate failed the gate (%s); trying weight interpolations %s", decision["reason"],
+                    config.gate.fit_coefficients)
+        fitted = clock("fit", stages.fit_within_budget, config, base["path"], train["model_dir"], before,
+                       run_dir / "fit", champion_report["task_gain"] if champion_report else None)
+        if fitted["chosen"]:
+            chosen = fitted["chosen"]
+            train = {**train, "model_dir": chosen["model_dir"]}
+            after = json.loads(Path(fitted["chosen_eval"]).read_text())
+            report = json.loads(Path(fitted["chosen_report"]).read_text())
+            # The unfitted candidate's files are kept beside the fitted model's, which take the usual names.
+            for name in ("eval_candidate.json", "forgetting.json", "forgetting.md", "forgetting.png"):
+                if (run_dir / name).exists():
+                    (run_dir / name).rename(run_dir / name.replace(".", "_unfitted.", 1))
+            write_results(after, run_dir / "eval_candidate.json")
+            write_results(report, run_dir / "forgetting.json")
+            (run_dir / "forgetting.md").write_text(render_markdown(report, "Fitted model vs the base"))
+            decision = {"passed": True, "label": "PASS",
+                        "reason": f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}"}
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],
+               "fitted": f"interpolate alpha={fitted['chosen']['alpha']}" if fitted and fitted["chosen"] else "no",
                "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
                "started_from": f"champion v{champion['version']}" if train_config is not config else "base"}
     registered = clock("register_and_gate", register_and_gate, config, run_id, train["model_dir"], report, decision,
@@ -129,4 +151,4 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
                              key="forgetting-report", description="Forgetting table and gate decision")
     return {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
             "gate": decision, "registered": registered, "train_steps": train["steps"],
-            "champion_report": champion_report, "stage_seconds": clock.seconds}
+            "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds}

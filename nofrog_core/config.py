@@ -183,11 +183,23 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float | None = Field(1.0, gt=0.0)
     loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the output projection + CE")
+    collate_together: bool = Field(
+        False, description="pad task and replay rows to one length (the old behaviour, for benchmarks); false = "
+        "each kind of row is padded to its own longest"
+    )
+    keep_logits_up_to: int = Field(
+        512, ge=0, description="a loss chunk of at most this many tokens keeps its logits for the backward pass "
+        "instead of recomputing them (faster; ~1 MB per token with a 262k vocabulary); 0 = always recompute"
+    )
     seed: int = 0
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
     freeze_bottom: float = Field(
         0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 = autocast matmuls to bfloat16, fp32 master weights (GPUs, CPUs with AVX-512 BF16)"
+    )
+    fused_adamw: bool = Field(True, description="torch's fused AdamW kernel: the same update in one pass")
     freeze_embeddings: bool = Field(
         False, description="freeze the input embeddings and the LM head (tied in Gemma: ~63% of the 270M model)"
     )
@@ -277,6 +289,22 @@ class GateConfig(Section):
     require_beat_champion: bool = Field(
         False, description="also require a task score above the current champion's (evaluates the champion)"
     )
+    fit: Literal["none", "interpolate"] = Field(
+        "none", description="interpolate = when the candidate forgets too much, score base/candidate weight "
+        "interpolations (WiSE-FT) and register the passing one with the largest gain"
+    )
+    fit_coefficients: list[float] = Field(
+        default_factory=lambda: [0.75, 0.5, 0.25],
+        description="candidate weights alpha tried by gate.fit=interpolate (0 = the base, 1 = the candidate)",
+    )
+
+    @field_validator("fit_coefficients")
+    @classmethod
+    def _coefficients_in_range(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < a < 1 for a in value):
+            raise ValueError("expected at least one coefficient, each strictly between 0 (the base) and 1 "
+                             "(the candidate)")
+        return sorted(set(value), reverse=True)
 
 
 class TrackingConfig(Section):

@@ -317,9 +317,9 @@ def split_train_validation(examples: list[Example], fraction: float, seed: int) 
     return [e for i, e in enumerate(examples) if i not in val], [examples[i] for i in sorted(val)]
 
 
-def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example; padding gets no attention and no loss."""
-    width = max(len(e.input_ids) for e in examples)
+def collate(examples: list[Example], pad_token_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example (or to `width`); padding gets no attention and no loss."""
+    width = max([len(e.input_ids) for e in examples] + [width or 0])
     input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)

@@ -69,9 +69,13 @@ def _chunk_losses(hidden, weight, targets, target_logprobs, softcap, temperature
 
 def chunked_losses(
     model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int,
-    target_logprobs: TargetLogprobs | None = None, temperature: float = 1.0,
+    target_logprobs: TargetLogprobs | None = None, temperature: float = 1.0, keep_logits_up_to: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (NLL, KL(target || model) * T^2) over labelled positions; KL is zeros without a target."""
+    """Per-token (NLL, KL(target || model) * T^2) over labelled positions; KL is zeros without a target.
+
+    A chunk of at most `keep_logits_up_to` positions keeps its logits for the backward pass
+    instead of recomputing them (one output projection less; 262k x 4 bytes per position).
+    """
     weight, softcap = model.get_output_embeddings().weight, output_softcap(model)
     nll_parts, kl_parts = [], []
     for start in range(0, targets.numel(), chunk_size):
@@ -81,7 +85,7 @@ def chunked_losses(
             with torch.no_grad():
                 target = target_logprobs(start, end)
         args = (hidden[start:end], weight, targets[start:end], target, softcap, temperature)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and end - start > keep_logits_up_to:
             nll, kl = checkpoint(_chunk_losses, *args, use_reentrant=False)
         else:
             nll, kl = _chunk_losses(*args)

@@ -81,3 +81,27 @@ def plot_pareto(rows: list[dict], front: list[dict], out_path: Path, title: str)
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+def plot_fit(summary: dict, out_path: Path) -> Path:
+    """gate.fit=interpolate: forgetting and task gain (with intervals) against the candidate weight alpha."""
+    points = sorted(summary["points"], key=lambda p: p["alpha"])
+    alphas = [p["alpha"] for p in points]
+    fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, ci, title in ((ax_f, "forgetting", "forgetting_ci", "forgetting (clipped)"),
+                               (ax_g, "task_gain", "task_gain_ci", "task gain")):
+        values = [p[key] for p in points]
+        errors = [[v - p[ci][0] for v, p in zip(values, points)], [p[ci][1] - v for v, p in zip(values, points)]]
+        ax.errorbar(alphas, values, yerr=errors, marker="o", capsize=4)
+        ax.set_xlabel("alpha (0 = base, 1 = candidate)")
+        ax.set_title(title)
+    ax_f.axhline(summary["max_forgetting"], color="red", linestyle="--", label="gate")
+    ax_f.legend()
+    if summary["chosen"]:
+        for ax in (ax_f, ax_g):
+            ax.axvline(summary["chosen"]["alpha"], color="green", linestyle=":")
+    fig.suptitle("Weight interpolation between the base and the candidate (WiSE-FT)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)

@@ -17,7 +17,7 @@ from prefect import task
 
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import configured_task_files
-from nofrog_core.evaluate.stage import run_evaluation, run_report
+from nofrog_core.evaluate.stage import run_evaluation, run_fit, run_report
 from nofrog_core.gate import DECISION_KEYS, decide
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
@@ -120,3 +120,10 @@ def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
     decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
     return {"passed": decision.passed, "label": decision.label, "reason": decision.reason}
+
+
+@task(name="fit-within-budget")
+def fit_within_budget(config, base_dir: str, candidate_dir: str, before: dict, out_dir: Path,
+                      gain_over_champion: float | None = None) -> dict:
+    """gate.fit=interpolate: the base/candidate interpolations scored and the passing one chosen."""
+    return run_fit(config, Path(base_dir), Path(candidate_dir), before, out_dir, gain_over_champion)

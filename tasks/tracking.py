@@ -13,6 +13,8 @@ from nofrog_core.config import dump_config
 from .stages import retry_transient
 
 EVAL_ARTIFACTS = ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png",
+                  "eval_candidate_unfitted.json", "forgetting_unfitted.json", "forgetting_unfitted.png",
+                  "fit/fit.json", "fit/fit.png",
                   "eval_champion.json", "forgetting_vs_champion.json", "forgetting_vs_champion.png")
 
 

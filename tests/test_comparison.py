@@ -59,3 +59,17 @@ def test_table_and_chart(tmp_path):
     assert "+75.0%" in lines[3] and "0.75" in lines[3]  # reduction and gain ratio of "other"
     png = plot_pareto(rows, comparison.pareto_front(rows), tmp_path / "pareto.png", "test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_seed_difference_matches_a_paired_t_interval():
+    from scipy import stats
+
+    a, b = [0.10, 0.14, 0.12], [0.02, 0.05, 0.03]
+    out = comparison.paired_seed_difference(a, b)
+    diffs = [x - y for x, y in zip(a, b)]
+    low, high = stats.t.interval(0.95, 2, loc=sum(diffs) / 3, scale=stats.sem(diffs))
+    assert out["mean"] == pytest.approx(sum(diffs) / 3) and out["ci"] == pytest.approx([low, high])
+    assert out["exceeds_noise"] and out["n"] == 3
+    noisy = comparison.paired_seed_difference([0.1, 0.0, 0.2], [0.05, 0.15, 0.1])
+    assert not noisy["exceeds_noise"]  # the interval straddles 0
+    assert comparison.paired_seed_difference([0.1], [0.0])["ci"] == [pytest.approx(float("nan"), nan_ok=True)] * 2

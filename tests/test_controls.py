@@ -103,14 +103,14 @@ def test_replay_fills_the_configured_fraction_of_every_batch(tiny_config, tmp_pa
     shapes = []
     original = TrainingObjective.forward
 
-    def spy(self, input_ids, labels, attention_mask, task_rows):
+    def spy(self, task, replay=None):
         if torch.is_grad_enabled():  # training steps, not the FINCH ema_0 pass
-            shapes.append((input_ids.shape[0], task_rows))
-        return original(self, input_ids, labels, attention_mask, task_rows)
+            shapes.append((task["input_ids"].shape[0], replay["input_ids"].shape[0]))
+        return original(self, task, replay)
 
     monkeypatch.setattr(TrainingObjective, "forward", spy)
     run_training(config, tmp_path / "train")
-    assert shapes == [(8, 6)] * 3  # every step: one batch of 8 rows, the first 6 from the task
+    assert shapes == [(6, 2)] * 3  # every step: 6 task rows and 2 replay rows, collated apart
     history = read_history(tmp_path / "train" / "history.jsonl")
     assert all(h["replay_nll"] > 0 for h in history)
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())

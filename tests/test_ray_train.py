@@ -38,7 +38,7 @@ def test_two_workers_read_one_loss_and_set_identical_finch_lrs(ray_cluster, tiny
     assert [w["lr"] for w in ranks[0]] == [w["lr"] for w in ranks[1]] == [h["lr"] for h in history]
     assert [w["loss"] for w in ranks[0]] == [w["loss"] for w in ranks[1]]  # the all-reduced L_t
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
-    assert meta["training"]["world_size"] == 2
+    assert meta["training"]["world_size"] == 2 and meta["training"]["engine"] == "ray"
     from transformers import AutoModelForCausalLM
     assert AutoModelForCausalLM.from_pretrained(out["model_dir"]) is not None
 

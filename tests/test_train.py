@@ -30,6 +30,7 @@ def test_constant_lr_run_learns_and_writes_its_outputs(tiny_config, tmp_path):
         assert all(math.isfinite(h[key]) for h in history), key
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
     assert meta["config"]["train"]["max_steps"] == 40 and meta["base_model"]["content_hash"]
+    assert meta["training"]["engine"] == "in_process" and meta["training"]["world_size"] == 1
     assert meta["data"]["report"]["rows_kept"] == 24 and len(meta["data"]["data_hash"]) == 64
     assert (tmp_path / "train" / "loss_lr.png").stat().st_size > 1000
     from transformers import AutoModelForCausalLM

@@ -65,6 +65,22 @@ def seed_spread(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "half_range": (max(values) - min(values)) / 2, "values": values}
 
 
+def paired_seed_difference(a: list[float], b: list[float], confidence: float = 0.95) -> dict:
+    """Mean over seeds of a_i - b_i (two methods run at the same seeds, paired by seed), with a
+    Student-t interval. `exceeds_noise` = the interval excludes 0."""
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+    n = len(diffs)
+    if n < 2:
+        return {"mean": statistics.fmean(diffs) if diffs else math.nan, "ci": [math.nan, math.nan], "n": n,
+                "exceeds_noise": False, "values": diffs}
+    mean, sem = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(n)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sem
+    low, high = mean - half, mean + half
+    return {"mean": mean, "ci": [low, high], "n": n, "exceeds_noise": bool(low > 0 or high < 0), "values": diffs}
+
+
 def _pct(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:+.1%}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .. import models
@@ -34,3 +35,36 @@ def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
     out_file.with_suffix(".md").write_text(render_markdown(report))
     plot_forgetting(report, out_file.with_suffix(".png"), config.gate.max_forgetting)
     return report
+
+
+def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: Path,
+            gain_over_champion: float | None = None) -> dict:
+    """`gate.fit: interpolate`: every coefficient of `gate.fit_coefficients` scored like the candidate;
+    returns the points, the chosen one (or None) and the paths of fit.json / fit.png."""
+    from .. import fit
+    from ..gate import DECISION_KEYS, decide
+    from ..plots import plot_fit
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    points = []
+    for alpha in config.gate.fit_coefficients:
+        model_dir = fit.write_interpolated(Path(base_dir), Path(candidate_dir), alpha, out_dir / f"alpha{alpha}")
+        after = run_evaluation(config, out_dir / f"eval_alpha{alpha}.json", model=str(model_dir))
+        report = run_report(config, before, after, out_dir / f"forgetting_alpha{alpha}.json")
+        decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS),
+                          gain_over_champion=gain_over_champion)
+        points.append(fit.FitPoint(alpha, str(model_dir), report["forgetting_clipped"],
+                                   report["forgetting_clipped_ci"], report["task_gain"], report["task_gain_ci"],
+                                   decision.passed, decision.reason))
+    chosen = fit.choose(points)
+    for point in points:  # only the chosen model is kept: each is a full copy of the weights
+        if chosen is None or point.alpha != chosen.alpha:
+            shutil.rmtree(point.model_dir, ignore_errors=True)
+    summary = {"strategy": "interpolate", "points": [p.as_dict() for p in points],
+               "chosen": chosen.as_dict() if chosen else None, "max_forgetting": config.gate.max_forgetting}
+    write_results(summary, out_dir / "fit.json")
+    plot_fit(summary, out_dir / "fit.png")
+    return {**summary, "fit_json": str(out_dir / "fit.json"), "fit_png": str(out_dir / "fit.png"),
+            "chosen_report": str(out_dir / f"forgetting_alpha{chosen.alpha}.json") if chosen else None,
+            "chosen_eval": str(out_dir / f"eval_alpha{chosen.alpha}.json") if chosen else None}

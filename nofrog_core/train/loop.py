@@ -240,11 +240,15 @@ class Trainer:
         tc, world = self.tc, self.world
         model, self.frozen_layers = prepare_model(model, tc.freeze_bottom, tc.lora, tc.freeze_embeddings)
         objective = TrainingObjective(model, tc.loss_chunk_size,
-                                      configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)))
+                                      configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)),
+                                      autocast_dtype=torch.bfloat16 if tc.precision == "bf16" else None,
+                                      keep_logits_up_to=tc.keep_logits_up_to)
         for name in objective.frozen_needed():
             # The base and the first snapshot are the model as the phase starts; the reference is given.
             objective.frozen[name] = reference if name == "reference" else frozen_copy(model)
-        optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=0.0)
+        # fused: one kernel over all parameters instead of a loop of small ops (8x faster here on CPU).
+        optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=0.0,
+                                      fused=tc.fused_adamw or None)
         trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
 
         start_step, state = self._resume(phase, model, optimizer, objective)
@@ -327,12 +331,15 @@ class Trainer:
         names = [w.term.name for w in objective.terms]
         sums = torch.zeros(len(names), dtype=torch.float64)
         for index, (_, task, replay) in enumerate(micro):
-            batch = {k: v.to(world.device) for k, v in collate(task + replay, self.inputs.pad_token_id).items()}
+            # Task and replay rows are padded apart: short answers never pad to a replay sample's length.
+            width = max(len(e.input_ids) for e in task + replay) if tc.collate_together else None
+            task_batch = self._collate(task, width)
+            replay_batch = self._collate(replay, width) if replay else None
             last = index == len(micro) - 1
             # DDP all-reduces gradients on the last micro-batch of the step only.
             sync = nullcontext() if last or not hasattr(runner, "no_sync") else runner.no_sync()
             with sync:
-                values = runner(batch["input_ids"], batch["labels"], batch["attention_mask"], len(task))
+                values = runner(task_batch, replay_batch)
                 loss = sum(w.weight * values[w.term.name] for w in weighted["task"]) / task_tokens
                 if replay and weighted["replay"]:
                     loss = loss + sum(w.weight * values[w.term.name] for w in weighted["replay"]) / replay_tokens
@@ -358,6 +365,9 @@ class Trainer:
         return {"step": step, "epoch": micro[-1][0], "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
                 **schedule.logged(), **term_means, "tokens_per_second": seen_tokens / (time.time() - started)}
 
+    def _collate(self, rows: list[Example], width: int | None = None) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.world.device) for k, v in collate(rows, self.inputs.pad_token_id, width).items()}
+
     @torch.no_grad()
     def _mean_task_loss(self, objective) -> float:
         """FINCH's ema_0: the objective's mean task loss on the training set before any step
@@ -370,8 +380,7 @@ class Trainer:
         for index, rows in enumerate(tqdm(batches, desc="FINCH ema_0", leave=False, disable=not self.world.is_main)):
             if cap and index >= cap:
                 break
-            batch = {k: v.to(self.world.device) for k, v in collate(rows, self.inputs.pad_token_id).items()}
-            values = objective(batch["input_ids"], batch["labels"], batch["attention_mask"], len(rows))
+            values = objective(self._collate(rows))
             total += sum(w.weight * values[w.term.name] for w in task_terms).item()
             tokens += count_labels(rows)
         objective.train()

@@ -1,9 +1,9 @@
 """What one training step minimises, as an nn.Module so DDP can wrap it.
 
-A micro-batch holds `task_rows` task rows first, then replay rows. One forward pass
-of the model over the whole batch gives the hidden states; then each group of rows
-runs the output projection once (chunked, never a full logits tensor) and every
-registered term of that group reads the same per-token NLL and KL (terms/).
+A micro-batch holds task rows and, with replay, replay rows, each collated apart (short
+task rows are not padded to the length of a replay sample). Each group of rows runs one
+forward pass and the output projection once (chunked, never a full logits tensor), and
+every registered term of that group reads the same per-token NLL and KL (terms/).
 
 Everything comes back as sums over tokens, keyed by term name, so the caller can
 weight by the token counts of the whole step across all workers. Frozen models are
@@ -19,9 +19,12 @@ from .terms import Rows, WeightedTerm
 
 
 class TrainingObjective(torch.nn.Module):
-    def __init__(self, model, chunk_size: int, terms: list[WeightedTerm]):
+    def __init__(self, model, chunk_size: int, terms: list[WeightedTerm], autocast_dtype: torch.dtype | None = None,
+                 keep_logits_up_to: int = 0):
         super().__init__()
         self.model = model
+        self.keep_logits_up_to = keep_logits_up_to  # chunks this small keep their logits for the backward pass
+        self.autocast_dtype = autocast_dtype  # bf16: matmuls in bfloat16, weights and losses stay fp32
         self.chunk_size = chunk_size
         self.terms = terms
         self.frozen: dict[str, torch.nn.Module] = {}
@@ -33,22 +36,28 @@ class TrainingObjective(torch.nn.Module):
     def frozen_needed(self) -> set[str]:
         return {name for w in self.terms for name in w.term.frozen}
 
-    def forward(self, input_ids, labels, attention_mask, task_rows: int) -> dict[str, torch.Tensor]:
-        hidden, targets, rows = labelled_hidden(self.model, input_ids, attention_mask, labels)
-        on_task = int((rows < task_rows).sum())  # row-major order: task positions come first
-        groups = {"task": (slice(0, task_rows), slice(0, on_task)),
-                  "replay": (slice(task_rows, None), slice(on_task, None))}
+    def forward(self, task: dict[str, torch.Tensor], replay: dict[str, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """`task` and `replay`: collated batches (input_ids, labels, attention_mask) of each kind of row,
+        padded apart: short task rows never pad to the length of a replay sample."""
+        if self.autocast_dtype is None:
+            return self._terms(task, replay)
+        with torch.autocast(task["input_ids"].device.type, dtype=self.autocast_dtype):
+            return self._terms(task, replay)
+
+    def _terms(self, task, replay) -> dict[str, torch.Tensor]:
         sums = {}
-        for group, (batch_rows, positions) in groups.items():
+        for group, batch in (("task", task), ("replay", replay)):
             terms = [w.term for w in self.terms if w.term.rows == group]
-            if not terms or (group == "replay" and task_rows == input_ids.shape[0]):
+            if not terms or batch is None:
                 continue
-            selected = Rows(input_ids[batch_rows], attention_mask[batch_rows], labels[batch_rows])
+            rows = Rows(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            hidden, targets, _ = labelled_hidden(self.model, rows.input_ids, rows.attention_mask, rows.labels)
             target, temperature = None, 1.0
             for term in terms:
                 if term.sets_target:
-                    target, temperature = term.target(selected, self.frozen), term.temperature
-            nll, kl = chunked_losses(self.model, hidden[positions], targets[positions], self.chunk_size, target,
-                                     temperature)
+                    target, temperature = term.target(rows, self.frozen), term.temperature
+            nll, kl = chunked_losses(self.model, hidden, targets, self.chunk_size, target, temperature,
+                                     self.keep_logits_up_to)
             sums.update({term.name: term(nll, kl) for term in terms})
         return sums

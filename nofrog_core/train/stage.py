@@ -96,7 +96,7 @@ def run_training(config, out_dir: Path, hooks=()) -> dict:
                  "report": data.report.as_dict(), "train_examples": len(data.examples),
                  "validation_examples": len(data.validation)},
         "replay": data.replay_info,
-        "training": summary,
+        "training": {**summary, "engine": "ray" if config.compute.num_workers > 0 else "in_process"},
         "trainable_parameters": summary["trainable_parameters"],
         "frozen_layers": summary["frozen_layers"],
         "steps": summary["steps"],

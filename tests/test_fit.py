@@ -1,0 +1,72 @@
+"""gate.fit=interpolate: weight interpolation between the base and the candidate (WiSE-FT)."""
+
+import json
+
+import pytest
+import torch
+
+from nofrog_core import fit
+from nofrog_core.evaluate.stage import run_evaluation, run_fit
+from nofrog_core.train.stage import run_training
+
+FAST_EVAL = ("eval.forgetting_tasks=[general_text]", "eval.gain_tasks=[heldout_answers]")
+
+
+@pytest.fixture
+def trained(tiny_config, tmp_path):
+    config = tiny_config(*FAST_EVAL, "train.schedule=constant", "train.lr=3e-2", "train.max_steps=4",
+                         "train.checkpoint_every=0")
+    out = run_training(config, tmp_path / "train")
+    return config, out["model_dir"]
+
+
+def test_interpolation_at_0_is_the_base_and_at_1_the_candidate(trained, tiny_model_dir, tmp_path):
+    config, candidate = trained
+    scores = {}
+    for name, model_dir in (("base", tiny_model_dir), ("candidate", candidate)):
+        scores[name] = run_evaluation(config, tmp_path / f"{name}.json", model=str(model_dir))
+    for alpha, same_as in ((0.0, "base"), (1.0, "candidate")):
+        mixed = fit.write_interpolated(tiny_model_dir, candidate, alpha, tmp_path / f"alpha{alpha}")
+        weights, reference = fit.read_weights(mixed), fit.read_weights(tiny_model_dir if alpha == 0 else candidate)
+        assert all(torch.equal(weights[k], reference[k]) for k in reference)
+        result = run_evaluation(config, tmp_path / f"alpha{alpha}.json", model=str(mixed))
+        assert result["samples"] == scores[same_as]["samples"]
+    half = fit.read_weights(fit.write_interpolated(tiny_model_dir, candidate, 0.5, tmp_path / "half"))
+    base, cand = fit.read_weights(tiny_model_dir), fit.read_weights(candidate)
+    name = next(k for k in cand if not torch.equal(base[k], cand[k]))
+    assert torch.allclose(half[name], (base[name] + cand[name]) / 2, atol=1e-6)
+
+
+def point(alpha, gain, passed):
+    return fit.FitPoint(alpha, f"/m{alpha}", 0.01, [0.0, 0.02], gain, [gain - 0.1, gain + 0.1], passed, "")
+
+
+def test_the_fit_keeps_the_passing_point_with_the_largest_gain():
+    points = [point(0.75, 0.30, False), point(0.5, 0.22, True), point(0.25, 0.10, True)]
+    assert fit.choose(points).alpha == 0.5  # 0.75 gains more but fails the gate
+    assert fit.choose([point(0.75, 0.2, True), point(0.5, 0.2, True)]).alpha == 0.75  # a tie: the larger alpha
+    assert fit.choose([point(0.5, 0.3, False)]) is None
+
+
+def test_run_fit_scores_each_coefficient_and_keeps_only_the_chosen_model(trained, tiny_model_dir, tiny_config,
+                                                                         tmp_path):
+    _, candidate = trained
+    config = tiny_config(*FAST_EVAL, "gate.max_forgetting=100", "gate.min_task_gain=-100",
+                         "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]")
+    before = run_evaluation(config, tmp_path / "before.json")
+    result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
+    assert [p["alpha"] for p in result["points"]] == [0.75, 0.25] and all(p["passed"] for p in result["points"])
+    best = max(result["points"], key=lambda p: (p["task_gain"], p["alpha"]))
+    assert result["chosen"]["alpha"] == best["alpha"]
+    assert (tmp_path / "fit" / f"alpha{best['alpha']}").is_dir()
+    other = next(p["alpha"] for p in result["points"] if p["alpha"] != best["alpha"])
+    assert not (tmp_path / "fit" / f"alpha{other}").exists()  # only the chosen model is kept
+    assert json.loads((tmp_path / "fit" / "fit.json").read_text())["chosen"]["alpha"] == best["alpha"]
+    assert (tmp_path / "fit" / "fit.png").stat().st_size > 0
+
+
+def test_fit_coefficients_must_lie_strictly_between_base_and_candidate(tiny_config):
+    from nofrog_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="gate.fit_coefficients"):
+        tiny_config("gate.fit_coefficients=[0.5, 1.0]")
