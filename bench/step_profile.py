@@ -4,7 +4,9 @@ Runs the Trainer's own operations on the default config's model and batches, tim
 of a step: data (collate), forward (decoder body), loss (chunked output projection + CE),
 backward, optimizer (clip + AdamW), sync (reading the loss to the host). One setting per call:
 
-    .venv/bin/python bench/step_profile.py [--steps 6] [--precision bf16] [--freeze-embeddings] [--fused]
+    .venv/bin/python bench/step_profile.py [--steps 6] [--precision bf16] [--freeze-embeddings] [--fused] [--keep-logits]
+
+Task rows only (no replay rows), the default's batch of 8.
 
 Prints one JSON line: mean seconds per phase over the timed steps (the first step is warm-up).
 """
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--freeze-embeddings", action="store_true")
     parser.add_argument("--fused", action="store_true", help="fused AdamW")
+    parser.add_argument("--keep-logits", action="store_true", help="small loss chunks keep their logits")
     args = parser.parse_args()
 
     from nofrog_core.config import load_config
@@ -65,7 +68,8 @@ def main() -> None:
         with autocast:
             hidden, targets, _ = labelled_hidden(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             lap("forward")
-            nll, _ = chunked_losses(model, hidden, targets, config.train.loss_chunk_size)
+            nll, _ = chunked_losses(model, hidden, targets, config.train.loss_chunk_size,
+                                    keep_logits_up_to=512 if args.keep_logits else 0)
             loss = nll.sum() / targets.numel()
         lap("loss")
         loss.backward()

@@ -1,0 +1,54 @@
+"""The shipped default pipeline on the tiny model: replay on the real vLLM engine, fine-tuning on a real
+Ray Train cluster, evaluation, the gate with its interpolation fit, and the registry."""
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.testing.utilities import prefect_test_harness
+
+pytestmark = pytest.mark.vllm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny_overrides, tmp_path):
+    from nofrog_flows.retrain import retrain_pipeline
+
+    # configs/default.yaml itself, scaled down to the tiny model; everything the default turns on stays on.
+    overrides = [o for o in tiny_overrides if not o.startswith("replay.backend")] + [
+        "data.demo_people=8", "train.max_steps=3", "compute.cpus_per_worker=1", "compute.torch_threads=1",
+        "train.finch.base_lr=1e-2", "train.finch.lr_max=3e-2",  # the tiny model must move to forget
+        "replay.num_samples=8", "replay.max_new_tokens=6", "replay.vllm_kv_cache_gib=0.25",
+        "eval.forgetting_tasks=[general_text]",
+        # A gate the trained model fails, so the fit runs; a mix a millionth of the way to it is the base
+        # to within 1e-6 and passes.
+        "gate.max_forgetting=0.0005", "gate.min_task_gain=-100", "gate.fit_coefficients=[0.5, 1e-6]",
+    ]
+    result = retrain_pipeline(str(ROOT / "configs" / "default.yaml"), overrides)
+    run_dir = Path(result["run_dir"])
+    train_meta = json.loads((run_dir / "train" / "metadata.json").read_text())
+    assert train_meta["training"]["engine"] == "ray" and train_meta["training"]["world_size"] == 1
+    replay_meta = json.loads((Path(train_meta["replay"]["dir"]) / "metadata.json").read_text())
+    assert replay_meta["backend"] == "vllm"
+    assert train_meta["config"]["train"]["schedule"] == "finch" and train_meta["config"]["replay"]["mix"]["ratio"] > 0
+    history = [json.loads(line) for line in (run_dir / "train" / "history.jsonl").read_text().splitlines()]
+    assert all(h["replay_nll"] > 0 for h in history)  # the replay objective trained
+    unfitted = json.loads((run_dir / "forgetting_unfitted.json").read_text())
+    assert unfitted["forgetting_clipped"] > 0.0005  # the candidate as trained failed the gate
+    fit = json.loads((run_dir / "fit" / "fit.json").read_text())
+    assert [p["alpha"] for p in fit["points"]] == [0.5, 1e-6] and fit["chosen"] is not None
+    assert (run_dir / "fit" / "fit.png").stat().st_size > 0
+    registered = result["registered"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                          registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    version = client.get_model_version(registered["registered_model"], registered["version"])
+    assert registered["promoted"] and version.tags["fitted"] == f"interpolate alpha={fit['chosen']['alpha']}"
+    assert json.loads((run_dir / "forgetting.json").read_text())["forgetting_clipped"] <= 0.0005
