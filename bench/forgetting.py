@@ -138,8 +138,11 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.work: Path = args.work
+        # The shipped default turns on replay, Ray, the frozen embedding and the fit: every arm starts
+        # from none of them and turns on what it tests.
         self.scale = (f"data.demo_people={args.people}", f"train.max_steps={args.steps}", "train.batch_size=8",
-                      "train.seed=0", "train.checkpoint_every=0",
+                      "train.seed=0", "train.checkpoint_every=0", "replay.mix.ratio=0", "compute.num_workers=0",
+                      "train.freeze_embeddings=false", "gate.fit=none",
                       f"replay.num_samples={args.replay_samples}", "replay.max_new_tokens=64",
                       "replay.heldout_fraction=0.25", f"tracking.experiment={EXPERIMENT}")
         self.rows: dict[str, dict] = {}
