@@ -99,7 +99,9 @@ def run_arm(name: str, steps: int, warmup: int) -> dict:
     from nofrog_core.train.loop import Trainer, endless_example_batches, prepare_model
 
     torch.manual_seed(0)
-    config = load_config(CONFIG, ["train.checkpoint_every=0", f"train.max_steps={steps + warmup}", *ARMS[name]])
+    # FINCH's one-time ema_0 pass is not a training step: capped at 5 batches, and outside the timed steps.
+    config = load_config(CONFIG, ["train.checkpoint_every=0", f"train.max_steps={steps + warmup}",
+                                  "train.finch.init_batches=5", *ARMS[name]])
     if config.replay.mix.ratio > 0:
         config = config.with_values({"replay.mix.dir": str(REPLAY_DIR)})
     inputs, _ = load_worker_inputs(config)
