@@ -326,8 +326,6 @@ class Trainer:
                         sum(len(e.input_ids) for _, t, r in micro for e in t + r)]
         task_tokens, replay_tokens, seen_tokens = world.sum(local_counts)
         tokens = {"task": task_tokens, "replay": replay_tokens}
-        weighted = {group: [w for w in objective.terms if w.term.rows == group and w.weight > 0]
-                    for group in ("task", "replay")}
         names = [w.term.name for w in objective.terms]
         sums = torch.zeros(len(names), dtype=torch.float64)
         for index, (_, task, replay) in enumerate(micro):
@@ -340,16 +338,16 @@ class Trainer:
             sync = nullcontext() if last or not hasattr(runner, "no_sync") else runner.no_sync()
             with sync:
                 values = runner(task_batch, replay_batch)
-                loss = sum(w.weight * values[w.term.name] for w in weighted["task"]) / task_tokens
-                if replay and weighted["replay"]:
-                    loss = loss + sum(w.weight * values[w.term.name] for w in weighted["replay"]) / replay_tokens
+                loss = objective.weighted(values, "task") / task_tokens
+                if replay and any(w.term.rows == "replay" and w.weight > 0 for w in objective.terms):
+                    loss = loss + objective.weighted(values, "replay") / replay_tokens
                 # DDP averages gradients over workers; the sums above are already global means.
                 (loss * world.size).backward()
             sums += torch.tensor([values[n].item() if n in values else 0.0 for n in names], dtype=torch.float64)
         totals = dict(zip(names, world.sum(sums.tolist())))
         term_means = {w.term.name: totals[w.term.name] / tokens[w.term.rows]
                       for w in objective.terms if tokens[w.term.rows]}
-        loss_value = sum(w.weight * totals[w.term.name] for w in weighted["task"]) / task_tokens
+        loss_value = objective.weighted(totals, "task") / task_tokens
         lr = schedule.next_lr(loss_value)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]  # every group moves by the same factor
@@ -374,14 +372,13 @@ class Trainer:
         (capped at `train.finch.init_batches` batches per worker), token-weighted over all workers."""
         objective.eval()
         total = tokens = 0.0
-        task_terms = [w for w in objective.terms if w.term.rows == "task" and w.weight > 0]
         cap = self.tc.finch.init_batches
         batches = example_batches(self.examples, self.tc.batch_size)
         for index, rows in enumerate(tqdm(batches, desc="FINCH ema_0", leave=False, disable=not self.world.is_main)):
             if cap and index >= cap:
                 break
             values = objective(self._collate(rows))
-            total += sum(w.weight * values[w.term.name] for w in task_terms).item()
+            total += objective.weighted(values, "task").item()
             tokens += count_labels(rows)
         objective.train()
         total, tokens = self.world.sum([total, tokens])

@@ -33,6 +33,10 @@ class TrainingObjective(torch.nn.Module):
             if len(with_target) > 1:
                 raise ValueError(f"loss terms {with_target} each set a KL target on the {group} rows; at most one may")
 
+    def weighted(self, values: dict, group: str):
+        """The weighted sum of one row group's optimised terms (weight > 0), from forward()'s sums."""
+        return sum(w.weight * values[w.term.name] for w in self.terms if w.term.rows == group and w.weight > 0)
+
     def frozen_needed(self) -> set[str]:
         return {name for w in self.terms for name in w.term.frozen}
 
