@@ -8,8 +8,10 @@ the whole general suite (world knowledge, arithmetic, general-text perplexity,
 replay KL) and compared with the base model.
 
 Arms: (1) SFT, constant LR; (2) SFT, cosine; (3) FINCH; (4) SFT + replay;
-(5) FINCH + replay; (6) LoRA; (7) LLRD with the bottom layers frozen;
-(8) Anchored Learning; (9) FINCH + replay + KL to the base on the replay rows.
+(5) FINCH + replay; (6) LoRA; (6b) PEFT's OSF; (7) LLRD with the bottom layers frozen;
+(8) Anchored Learning (8b: at the paper's schedule, K=5 epochs x T=5 snapshots); (9) FINCH +
+replay + KL to the base on the replay rows; (11) the shipped default recipe (FINCH + replay +
+frozen embedding). (1b), (3c) and (7b) add the frozen embedding to (1), (3) and (7).
 Arms (5) and (9) are swept over replay ratio, weight and sampling temperature
 (a star around the centre point: one knob changed at a time). A control, (3b),
 trains SFT at the mean LR FINCH used, to tell FINCH's loss adaptation apart from
@@ -22,9 +24,12 @@ the task-only arms), 64 replay samples (+16 held out) of up to 64 tokens per
 temperature. An SFT step takes ~5-6 s here and scoring one model ~70 s. Results: bench/results/forgetting.{json,md},
 bench/results/forgetting_pareto.png, and one MLflow run per arm in the experiment
 `nofrog-forgetting-bench` (sqlite:///mlflow.db unless $MLFLOW_TRACKING_URI).
-Finished arms are reused on a rerun (delete --work to start over).
+Finished arms are reused on a rerun (delete --work to start over); `--resume-from FILE` also
+counts the arms of an earlier results file as finished, on a machine without its work directory.
 
     .venv/bin/python bench/forgetting.py            # or: make bench
+    # the method questions over seeds, arm by arm (each arm at seeds 0..2 before the next):
+    .venv/bin/python bench/forgetting.py --seeds 3 --arms finch,default_recipe,finch_replay,...
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +83,7 @@ class Arm:
     group: str = "arm"  # arm | grid | combination | seed
     knobs: dict = field(default_factory=dict, compare=False)  # grid coordinates, for the report
     short_label: str = ""  # what the chart writes beside the point (default: the label)
+    fit_of: str | None = None  # fits this arm's trained model into the gate's budget (gate.fit) instead of training
 
 
 def grid_arm(base: str, label: str, schedule: tuple[str, ...], ratio: float, weight: float, kl: float,
@@ -111,11 +117,27 @@ def method_arms(sft_lr: float) -> list[Arm]:
             knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 0.0, "temperature": 1.0}),
         # LoRA updates far fewer weights; the usual practice is a ~10x higher LR than full fine-tuning.
         Arm("lora", f"(6) LoRA r8, LR {10 * sft_lr:.3g}", constant(10 * sft_lr) + ("train.lora.enabled=true",)),
+        # OSF keeps each weight's top half of singular directions and trains in their complement.
+        Arm("osf", "(6b) PEFT OSF, top 50% of singular directions kept", sft_schedule + ("train.osf.enabled=true",)),
         Arm("llrd_freeze", "(7) LLRD 0.9 + bottom 80% frozen", sft_schedule + LLRD_FREEZE),
+        Arm("llrd_freeze_frozen_emb", "(7b) LLRD 0.9 + bottom 80% frozen + embeddings frozen",
+            sft_schedule + LLRD_FREEZE + FROZEN_EMBEDDINGS),
         Arm("anchored", "(8) Anchored Learning", sft_schedule + ("train.objective=anchored",)),
+        # The paper's schedule: K = 5 epochs per snapshot, T = 5 snapshots (no step cap).
+        Arm("anchored_paper", "(8b) Anchored Learning, K=5 epochs x T=5 snapshots",
+            sft_schedule + ("train.objective=anchored", "train.max_steps=null",
+                            "train.anchored.snapshot_every_epochs=5", "train.anchored.outer_iterations=5")),
         Arm("finch_replay_kl", "(9) FINCH + replay + KL", finch_schedule + replay_knobs(0.25, 1.0, 1.0),
             UNBIASED_TEMPERATURE,
             knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 1.0, "temperature": 1.0}),
+        # What configs/default.yaml trains (FINCH at the authors' LRs, replay 2 rows in 8, the embedding
+        # frozen), in process: Ray Train runs the same loop (the resume tests pin that).
+        Arm("default_recipe", "(11) default recipe: FINCH + replay 0.25 + embeddings frozen",
+            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS, UNBIASED_TEMPERATURE),
+        # The same trained models, fitted into the budget like `nofrog run` does (gate.fit: interpolate).
+        Arm("default_recipe_fit", "(11b) default recipe + gate.fit (interpolated into the 3% budget)",
+            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + ("gate.fit=interpolate",),
+            UNBIASED_TEMPERATURE, fit_of="default_recipe"),
     ]
 
 
@@ -145,11 +167,14 @@ class Bench:
                       "train.freeze_embeddings=false", "gate.fit=none",
                       f"replay.num_samples={args.replay_samples}", "replay.max_new_tokens=64",
                       "replay.heldout_fraction=0.25", f"tracking.experiment={EXPERIMENT}")
+        if args.task != "people":  # the people task's scale stays as earlier results recorded it
+            self.scale += (f"data.builtin_task={args.task}",)
         self.rows: dict[str, dict] = {}
         self.timings_file = self.work / "timings.json"  # shared inputs' cost, kept across reruns
         self.timings: dict[str, float] = (json.loads(self.timings_file.read_text())
                                           if self.timings_file.exists() else {})
         self.replay_ready: set[float] = set()
+        self.fitted_later: set[str] = set()  # arms whose models a fit arm reads (kept until it ran)
         self.started = time.time()
 
     def timed(self, key: str, work) -> None:
@@ -205,30 +230,95 @@ class Bench:
         if arm_dir.exists():
             log(f"{position} {arm.name}: removing the unfinished attempt in {arm_dir}")
             shutil.rmtree(arm_dir)
-        log(f"{position} {arm.name}: training ({' '.join(arm.overrides)})")
         config = self.config(overrides)
-        started = time.time()
-        run_training(config, arm_dir / "train")
-        trained = time.time()
-        model_dir = arm_dir / "train" / "model"
-        after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
-        finished = time.time()
         before = self.base_results()
-        report = run_report(config, before, after, arm_dir / "forgetting.json")
-        row = summarise(arm, report,
-                        {"train_seconds": trained - started, "eval_seconds": finished - trained})
+        if arm.fit_of:
+            row, after, model_dir = self.fit(arm, position, overrides, before)
+        else:
+            log(f"{position} {arm.name}: training ({' '.join(arm.overrides)})")
+            started = time.time()
+            run_training(config, arm_dir / "train")
+            trained = time.time()
+            model_dir = arm_dir / "train" / "model"
+            after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
+            finished = time.time()
+            report = run_report(config, before, after, arm_dir / "forgetting.json")
+            row = summarise(arm, report,
+                            {"train_seconds": trained - started, "eval_seconds": finished - trained})
         row["request"] = wanted
         baseline = self.rows.get(baseline_name(arm.name))
         if baseline is not None:
             comparison.add_relative_scores([row], baseline)
         row["mlflow_run_id"] = log_arm(config, arm, arm_dir, row, after)
-        if not self.args.keep_models:
-            shutil.rmtree(model_dir)  # 1 GB each; the scores and history stay
+        # 1 GB each; the scores and history stay. A model a fit arm will read stays until that arm ran.
+        if not self.args.keep_models and arm.name.split("_seed")[0] not in self.fitted_later:
+            shutil.rmtree(model_dir, ignore_errors=True)
         result_file.write_text(json.dumps(row, indent=2) + "\n")
         gc.collect()
         log(f"{position} {arm.name}: task gain {row['task_gain']:.3f}, forgetting {row['forgetting']:+.1%}, "
             f"{row['wall_seconds']:.0f} s (bench at {(time.time() - self.started) / 60:.1f} min)")
         return self.remember(row)
+
+    def restore(self, results_files: list[Path]) -> None:
+        """Seed --work with the arms of earlier results files that ran at this scale: the bench resumes
+        on a machine that lacks the earlier work directories. Arms on a replay set are left to rerun
+        (the set's directory is part of the request), as is any arm whose result file exists."""
+        for path in results_files:
+            summary = json.loads(Path(path).read_text())
+            if summary.get("scale") != list(self.scale):
+                log(f"{path}: ran at another scale, nothing restored")
+                continue
+            for row in summary["arms"]:
+                result_file = self.work / row["arm"] / "result.json"
+                if row.get("replay_temperature") is not None or result_file.exists():
+                    continue
+                result_file.parent.mkdir(parents=True, exist_ok=True)
+                restored = {**row, "request": {"scale": list(self.scale), "overrides": row["overrides"]},
+                            "restored_from": str(path), "mlflow_run_id": None}
+                result_file.write_text(json.dumps(restored, indent=2) + "\n")
+                log(f"restored {row['arm']} from {path}")
+
+    def fit(self, arm: Arm, position: str, overrides: list[str], before: dict) -> tuple[dict, dict, Path]:
+        """The fit arm: the trained model of `arm.fit_of` (same seed) through the gate, and through
+        `gate.fit` when it fails on forgetting, as `nofrog run` does. The row reports the model that
+        run would register: the candidate if it passes, else the best passing mix, else the candidate."""
+        from nofrog_core import models
+        from nofrog_core.evaluate.stage import run_fit
+        from nofrog_core.gate import DECISION_KEYS, decide
+
+        seed = seed_of(arm.name)
+        source = self.work / (f"{arm.fit_of}_seed{seed}" if seed else arm.fit_of)
+        model_dir = source / "train" / "model"
+        if not model_dir.is_dir():
+            raise SystemExit(f"{arm.name}: needs the trained model of {source.name} (run that arm first, in the "
+                             "same invocation, or with --keep-models)")
+        config = self.eval_config(overrides)
+        report = json.loads((source / "forgetting.json").read_text())
+        after = json.loads((source / "eval.json").read_text())
+        decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS))
+        started = time.time()
+        fitted = None
+        if not decision.passed:
+            log(f"{position} {arm.name}: {source.name} fails the gate ({decision.reason}): fitting")
+            base_dir = models.resolve_model(config.model).path
+            fitted = run_fit(config, base_dir, model_dir, before, self.work / arm.name / "fit")
+            if fitted["chosen"]:
+                report = json.loads(Path(fitted["chosen_report"]).read_text())
+                after = json.loads(Path(fitted["chosen_eval"]).read_text())
+        arm_dir = self.work / arm.name
+        # The training record travels with the arm (its MLflow run logs the history and curves).
+        shutil.copytree(source / "train", arm_dir / "train", ignore=shutil.ignore_patterns("model", "checkpoint*"),
+                        dirs_exist_ok=True)
+        (arm_dir / "forgetting.json").write_text(json.dumps(report, indent=2) + "\n")
+        (arm_dir / "eval.json").write_text(json.dumps(after, indent=2) + "\n")
+        trained_row = json.loads((source / "result.json").read_text())
+        row = summarise(arm, report, {"train_seconds": trained_row["train_seconds"],
+                                      "eval_seconds": trained_row["eval_seconds"],
+                                      "fit_seconds": time.time() - started})
+        row["fit"] = {"candidate_passed": decision.passed, "candidate_reason": decision.reason,
+                      "points": fitted["points"] if fitted else [],
+                      "chosen_alpha": fitted["chosen"]["alpha"] if fitted and fitted["chosen"] else None}
+        return row, after, model_dir
 
     def remember(self, row: dict) -> dict:
         self.rows[row["arm"]] = row
@@ -275,7 +365,7 @@ def log_arm(config, arm: Arm, arm_dir: Path, row: dict, after: dict) -> str:
                                                  "forgetting_reduction", "gain_ratio", "train_seconds",
                                                  "eval_seconds", "wall_seconds")}
     files = [arm_dir / name for name in ("eval.json", "forgetting.png", "train/loss_lr.png", "train/metadata.json",
-                                         "train/history.jsonl")]
+                                         "train/history.jsonl", "fit/fit.json", "fit/fit.png")]
     return tracking.log_training_run(arm.name, tags, config.flat(), arm_dir / "train" / "history.jsonl",
                                      {"after": after}, {"": files}, metrics=scalars)
 
@@ -285,8 +375,8 @@ def log(message: str) -> None:
 
 
 def with_seed(arm: Arm, seed: int) -> Arm:
-    return Arm(f"{arm.name}_seed{seed}", f"{arm.label} (seed {seed})", arm.overrides + (f"train.seed={seed}",),
-               arm.replay_temperature, "seed", arm.knobs)
+    return replace(arm, name=f"{arm.name}_seed{seed}", label=f"{arm.label} (seed {seed})",
+                   overrides=arm.overrides + (f"train.seed={seed}",), group="seed")
 
 
 def matched_lr_arm(finch_history: Path) -> Arm:
@@ -311,7 +401,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=18, help="optimizer steps per arm")
     parser.add_argument("--sft-lr", type=float, default=SFT_LR, help="SFT's constant LR; FINCH's cap")
-    parser.add_argument("--people", type=int, default=16, help="demo task size (3 facts per person)")
+    parser.add_argument("--people", type=int, default=16, help="built-in task size (3 rows per unit)")
+    parser.add_argument("--task", default="people", help="the built-in task: people (facts) or date_format "
+                        "(instruction following with a fixed output format)")
     parser.add_argument("--replay-samples", type=int, default=64)
     parser.add_argument("--arms", default="all", help="comma-separated arm names (a quick check), or all")
     parser.add_argument("--second-seed", action="store_true", help="with --arms: also run each chosen arm at seed 1")
@@ -319,22 +411,24 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="run directories; finished arms are reused")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep-models", action="store_true", help="keep every arm's model/ (1 GB each)")
+    parser.add_argument("--resume-from", type=Path, nargs="*", default=[],
+                        help="earlier results files (forgetting.json) whose arms count as finished here when "
+                             "they ran at this scale with the same overrides (a new machine, an empty --work)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     bench = Bench(args)
 
+    if args.resume_from:
+        bench.restore(args.resume_from)
     base = bench.base_results()
-    arms = method_arms(args.sft_lr) + grid_arms(args.sft_lr)
-    if args.arms != "all":
-        chosen = set(args.arms.split(","))
-        arms = [a for a in arms if a.name in chosen or a.name == "sft"]
     everything = args.arms == "all"
-    total = len(arms) + (5 if everything else 0)  # + the matched-LR control, the combination, three seed-1 runs
+    if not everything:
+        chosen_arms(bench, args)
+        write_results(bench, base, None, time.time() - bench.started)
+        return
+    arms = method_arms(args.sft_lr) + grid_arms(args.sft_lr)
+    total = len(arms) + 5  # + the matched-LR control, the combination, three seed-1 runs
     by_name = {}
-    if args.arms != "all" and (args.second_seed or args.seeds > 1):
-        seeds = range(1, max(args.seeds, 2 if args.second_seed else 0))
-        arms += [with_seed(arm, seed) for seed in seeds for arm in arms]
-        total = len(arms)
     for number, arm in enumerate(arms, start=1):
         bench.run(arm, f"[{number}/{total}]")
         by_name[arm.name] = arm
@@ -358,6 +452,33 @@ def main() -> None:
         for number, name in enumerate(seeded, start=len(arms) + 3):
             bench.run(with_seed(by_name[name], 1), f"[{number}/{total}]")
     write_results(bench, base, best, time.time() - bench.started)
+
+
+def chosen_arms(bench: Bench, args) -> None:
+    """`--arms a,b,c [--seeds N]`: each arm at seeds 0..N-1 before the next arm, so an interrupted
+    run leaves whole seed sets. SFT always runs (every ratio is relative to it); the matched-LR
+    control reads FINCH's seed-0 history, so FINCH runs before it."""
+    names = args.arms.split(",")
+    if "sft_finch_mean_lr" in names and "finch" not in names:
+        names.insert(names.index("sft_finch_mean_lr"), "finch")
+    names = list(dict.fromkeys(["sft", *names]))
+    known = {a.name: a for a in method_arms(args.sft_lr) + grid_arms(args.sft_lr)}
+    unknown = [n for n in names if n not in known and n != "sft_finch_mean_lr"]
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm(s) {', '.join(unknown)}; known: {', '.join(known)}, sft_finch_mean_lr")
+    finch_history = args.work / "finch" / "train" / "history.jsonl"
+    if "sft_finch_mean_lr" in names and not finch_history.exists() and (args.work / "finch").exists():
+        log("finch: its LR history is not here (restored from a results file): rerunning it")
+        shutil.rmtree(args.work / "finch")
+    seeds = range(max(args.seeds, 2 if args.second_seed else 1))
+    bench.fitted_later = {known[n].fit_of for n in names if n in known and known[n].fit_of}
+    total = len(names) * len(seeds)
+    number = 0
+    for name in names:
+        arm = matched_lr_arm(finch_history) if name == "sft_finch_mean_lr" else known[name]
+        for seed in seeds:
+            number += 1
+            bench.run(with_seed(arm, seed) if seed else arm, f"[{number}/{total}]")
 
 
 def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) -> None:
@@ -403,14 +524,19 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     }
     (results_dir / "forgetting.json").write_text(json.dumps(summary, indent=2) + "\n")
     png = plot_pareto(rows, front, results_dir / "forgetting_pareto.png",
-                      f"Gemma 3 270M, demo task, {bench.args.steps} steps: task gain vs forgetting")
+                      f"Gemma 3 270M, {bench.args.task} task, {bench.args.steps} steps: task gain vs forgetting")
     (results_dir / "forgetting.md").write_text(markdown(summary, rows, bench))
     log_summary(bench.config([]), results_dir, png)
     log(f"done in {seconds / 60:.1f} min: {results_dir / 'forgetting.md'}")
 
 
 # (method, reference): each pair's difference over seeds, paired by seed.
-PAIRS = [("finch", "sft"), ("sft_frozen_emb", "sft"), ("finch_frozen_emb", "finch"), ("finch_frozen_emb", "sft")]
+PAIRS = [("finch", "sft"), ("finch", "sft_finch_mean_lr"), ("sft_finch_mean_lr", "sft"),
+         ("sft_frozen_emb", "sft"), ("finch_frozen_emb", "finch"), ("finch_frozen_emb", "sft"),
+         ("finch_replay", "finch"), ("default_recipe", "finch_replay"), ("default_recipe", "sft"),
+         ("llrd_freeze", "sft"), ("llrd_freeze_frozen_emb", "llrd_freeze"), ("lora", "sft"), ("osf", "sft"),
+         ("default_recipe_fit", "sft"),
+         ("anchored_paper", "sft")]
 
 
 def paired_comparisons(rows: dict, seeded_arms: list[str]) -> list[dict]:
@@ -457,8 +583,8 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
     lines = [
         "# Method comparison: forgetting vs task gain",
         "",
-        f"Gemma 3 270M (fp32, CPU), built-in demo task with {bench.args.people} people, {bench.args.steps} "
-        f"optimizer steps of 8 rows, seed 0 for every arm. Produced by `{summary['command']}`: "
+        f"Gemma 3 270M (fp32, CPU), built-in task `{bench.args.task}` at size {bench.args.people} "
+        f"({3 * bench.args.people} training rows), {bench.args.steps} optimizer steps of 8 rows. Produced by `{summary['command']}`: "
         f"{summary['compute_seconds'] / 60:.0f} min of compute on {summary['machine']['cpus']} CPU cores "
         "(base model scored once, replay sets generated once, then every run's training + evaluation).",
         "",

@@ -69,13 +69,14 @@ def demo_data(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Write the built-in knowledge-acquisition task (fictitious people) as JSONL."""
+    """Write the built-in task (`data.builtin_task`: people, date_format) as JSONL."""
     from .demo_data import write_demo_task
 
     with user_errors():
         cfg = _config(config, overrides)
-        paths = write_demo_task(out, cfg.data.demo_people, cfg.data.seed)
-    console.print(f"wrote {paths['train']} and {paths['heldout']} ({cfg.data.demo_people} people)")
+        paths = write_demo_task(out, cfg.data.demo_people, cfg.data.seed, cfg.data.builtin_task)
+    console.print(f"wrote {paths['train']} and {paths['heldout']} ({cfg.data.builtin_task}, "
+                  f"{cfg.data.demo_people} x 3 rows)")
 
 
 @app.command()

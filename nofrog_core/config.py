@@ -72,7 +72,20 @@ class DataConfig(Section):
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="rows held back from training")
     max_length: int = Field(256, ge=8)
     seed: int = 0
-    demo_people: int = Field(120, ge=1, description="size of the built-in demo task")
+    demo_people: int = Field(120, ge=1, description="size of the built-in task: 3 training rows per unit")
+    builtin_task: str = Field(
+        "people", description="the built-in task trained when data.path is empty: people (facts about fictitious "
+        "people) or date_format (rewrite dates as YYYY-MM-DD)"
+    )
+
+    @field_validator("builtin_task")
+    @classmethod
+    def _registered_task(cls, value: str) -> str:
+        from .demo_data import BUILTIN_TASKS
+
+        if value not in BUILTIN_TASKS:
+            raise ValueError(f"unknown built-in task {value!r}; built in: {', '.join(BUILTIN_TASKS)}")
+        return value
 
     @field_validator("path", "eval_file")
     @classmethod
@@ -142,6 +155,20 @@ class LoraConfig(Section):
     )
 
 
+class OsfConfig(Section):
+    """PEFT's Orthogonal Subspace Fine-tuning: each targeted weight keeps its top singular directions
+    frozen and learns only in the orthogonal complement (the gradient is projected onto it)."""
+
+    enabled: bool = False
+    effective_rank: float = Field(
+        0.5, gt=0.0, description="singular directions kept frozen: a fraction (<= 1) of each weight's smaller "
+        "dimension, or a count (> 1)"
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
 class AnchoredConfig(Section):
     """Anchored Learning (methods.md section 3), used when train.objective = anchored."""
 
@@ -204,6 +231,7 @@ class TrainConfig(Section):
         False, description="freeze the input embeddings and the LM head (tied in Gemma: ~63% of the 270M model)"
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    osf: OsfConfig = Field(default_factory=OsfConfig)
     extra_terms: dict[str, float] = Field(
         default_factory=dict, description="more registered loss terms (nofrog_core/train/terms/) and their weights"
     )
@@ -222,6 +250,8 @@ class TrainConfig(Section):
     def _consistent(self) -> "TrainConfig":
         if self.freeze_bottom >= 1 and self.freeze_bottom != int(self.freeze_bottom):
             raise ValueError(f"train.freeze_bottom: a layer count must be whole, got {self.freeze_bottom}")
+        if self.lora.enabled and self.osf.enabled:
+            raise ValueError("train.lora.enabled and train.osf.enabled: choose one adapter method")
         if self.schedule != "finch" and "finch" in self.model_fields_set:
             log.warning("train.finch is read by schedule finch only; schedule %s uses train.lr", self.schedule)
         return self

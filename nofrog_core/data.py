@@ -355,11 +355,13 @@ class TaskFiles:
     data_hash: str
 
 
-def task_files(path: str | None, eval_file: str | None, demo_people: int, seed: int, cache_dir: Path) -> TaskFiles:
-    """The training data files (`data.path`), or the built-in demo task written once into the cache."""
+def task_files(path: str | None, eval_file: str | None, demo_people: int, seed: int, cache_dir: Path,
+               builtin_task: str = "people") -> TaskFiles:
+    """The training data files (`data.path`), or the built-in task written once into the cache."""
     if path is None:
-        out = Path(cache_dir) / "demo_task" / f"people{demo_people}-seed{seed}"
-        paths = write_demo_task(out, demo_people, seed)
+        size = f"people{demo_people}" if builtin_task == "people" else f"{builtin_task}{demo_people}"
+        out = Path(cache_dir) / "demo_task" / f"{size}-seed{seed}"
+        paths = write_demo_task(out, demo_people, seed, builtin_task)
         return TaskFiles(str(paths["train"]), str(paths["heldout"]), file_sha256(paths["train"]))
     files = data_files(path)
     data_hash = files_sha256(files) if files else json_sha256({"hub_dataset": path})
@@ -369,7 +371,7 @@ def task_files(path: str | None, eval_file: str | None, demo_people: int, seed: 
 def configured_task_files(config) -> TaskFiles:
     """`task_files` of a config's `data:` section (for the recipes)."""
     d = config.data
-    return task_files(d.path, d.eval_file, d.demo_people, d.seed, config.model.cache_dir)
+    return task_files(d.path, d.eval_file, d.demo_people, d.seed, config.model.cache_dir, d.builtin_task)
 
 
 def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int,

@@ -1,19 +1,26 @@
-"""The built-in knowledge-acquisition task: facts about people who do not exist.
+"""The built-in tasks, registered by name (`data.builtin_task`):
 
-In the spirit of TOFU: the base model cannot know these facts, so any gain on
-the held-out questions is learning, and the cost of that learning shows up as
-forgetting on the general suite. The held-out set asks about the same facts
-with different wording, so memorising the training phrasing is not enough.
+- `people`, knowledge acquisition: facts about people who do not exist. In the spirit of
+  TOFU: the base model cannot know these facts, so any gain on the held-out questions is
+  learning, and the cost of that learning shows up as forgetting on the general suite. The
+  held-out set asks about the same facts with different wording, so memorising the training
+  phrasing is not enough.
+- `date_format`, instruction following with a fixed output format: rewrite a date written
+  out in words as YYYY-MM-DD. The held-out rows are other dates asked another way, so the
+  gain is a skill that generalises, not recall.
 
-Everything is derived from a seed, so the same seed gives the same files.
+Both have 3 training rows per `data.demo_people` and as many held-out rows. Everything is
+derived from a seed, so the same seed gives the same files.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .outputs import reusable_metadata
 
@@ -71,8 +78,28 @@ def _qa(question: str, answer: str) -> dict[str, str]:
     return {"prompt": f"Question: {question}\nAnswer:", "completion": f" {answer}"}
 
 
-def make_demo_task(count: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(train rows, held-out rows); each row is {prompt, completion, fact, person}."""
+Rows = tuple[list[dict], list[dict]]
+BUILTIN_TASKS: dict[str, Callable[[int, int], Rows]] = {}
+
+
+def register_builtin_task(name: str):
+    """Register `make(count, seed) -> (train rows, held-out rows)` as a built-in task."""
+    def register(make):
+        BUILTIN_TASKS[name] = make
+        return make
+    return register
+
+
+def make_demo_task(count: int, seed: int = 0, task: str = "people") -> Rows:
+    """(train rows, held-out rows) of the built-in task `task`, 3 rows per `count`."""
+    if task not in BUILTIN_TASKS:
+        raise ValueError(f"data.builtin_task: unknown task {task!r}; built in: {', '.join(BUILTIN_TASKS)}")
+    return BUILTIN_TASKS[task](count, seed)
+
+
+@register_builtin_task("people")
+def make_people_task(count: int, seed: int = 0) -> Rows:
+    """Each row is {prompt, completion, fact, person}."""
     train, heldout = [], []
     for person in make_people(count, seed):
         for fact, (train_q, heldout_q) in QUESTIONS.items():
@@ -83,19 +110,43 @@ def make_demo_task(count: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
     return train, heldout
 
 
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+DATE_QUESTIONS = ("Write {day} {month} {year} as a date in the format YYYY-MM-DD.",
+                  "What is {month} {day}, {year} in YYYY-MM-DD format?")
+
+
+@register_builtin_task("date_format")
+def make_date_task(count: int, seed: int = 0) -> Rows:
+    """Each row is {prompt, completion, date}; training and held-out dates never repeat."""
+    rng = random.Random(seed)
+    first, last = datetime.date(1600, 1, 1).toordinal(), datetime.date(2099, 12, 31).toordinal()
+    ordinals = rng.sample(range(first, last + 1), 6 * count)
+    rows = []
+    for position, ordinal in enumerate(ordinals):
+        date = datetime.date.fromordinal(ordinal)
+        question = DATE_QUESTIONS[position % 2].format(day=date.day, month=MONTHS[date.month - 1], year=date.year)
+        rows.append({**_qa(question, date.isoformat()), "date": date.isoformat()})
+    return rows[0::2], rows[1::2]  # even positions train (first phrasing), odd ones are held out
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def write_demo_task(out_dir: Path, count: int, seed: int = 0) -> dict[str, Path]:
-    """Write train.jsonl, heldout.jsonl and metadata.json into `out_dir`.
+def write_demo_task(out_dir: Path, count: int, seed: int = 0, task: str = "people") -> dict[str, Path]:
+    """Write train.jsonl, heldout.jsonl and metadata.json of the built-in task `task` into `out_dir`.
 
     Refuses to overwrite a directory that holds a different demo task.
     """
     out_dir = Path(out_dir)
-    train, heldout = make_demo_task(count, seed)
+    train, heldout = make_demo_task(count, seed, task)
     meta = {"kind": "nofrog-demo-task", "people": count, "seed": seed,
-            "train_rows": len(train), "heldout_rows": len(heldout), "facts": list(QUESTIONS)}
+            "train_rows": len(train), "heldout_rows": len(heldout)}
+    if task == "people":  # the metadata it always had, so earlier caches of it are reused
+        meta["facts"] = list(QUESTIONS)
+    else:
+        meta["task"] = task
     reusable_metadata(out_dir, lambda old: old == meta, "dataset")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": out_dir / "train.jsonl", "heldout": out_dir / "heldout.jsonl"}

@@ -27,7 +27,7 @@ def bench_module():
 @pytest.fixture
 def bench(bench_module, tmp_path, monkeypatch):
     args = Namespace(steps=18, people=16, replay_samples=64, work=tmp_path, results=tmp_path / "results",
-                     keep_models=False, sft_lr=5e-5)
+                     keep_models=False, sft_lr=5e-5, task="people")
     runner = bench_module.Bench(args)
     replay = tmp_path / "replay"
     replay.mkdir()
@@ -52,7 +52,8 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     assert len({a.name for a in arms}) == len(arms)
     configs = {arm.name: arm_config(bench, arm) for arm in arms}
     for name, config in configs.items():
-        assert (config.train.max_steps, config.train.batch_size, config.data.demo_people) == (18, 8, 16), name
+        steps = None if name == "anchored_paper" else 18  # the paper's schedule sets its own length
+        assert (config.train.max_steps, config.train.batch_size, config.data.demo_people) == (steps, 8, 16), name
         assert config.train.seed == (1 if name.endswith("_seed1") else 0), name
         assert config.tracking.experiment == bench_module.EXPERIMENT
     assert configs["finch"].train.schedule == "finch" and configs["finch"].train.finch.lr_max == 5e-5
@@ -60,8 +61,29 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     assert configs["sft_finch_mean_lr"].train.lr == pytest.approx(1.5e-5)  # the mean of the history's LRs
     assert configs["sft_finch_mean_lr"].train.schedule == "constant"
     assert configs["anchored"].train.objective == "anchored"
-    assert configs["lora"].train.lora.enabled
+    assert configs["lora"].train.lora.enabled and configs["osf"].train.osf.enabled
+    anchored = configs["anchored_paper"].train.anchored
+    assert (anchored.snapshot_every_epochs, anchored.outer_iterations) == (5, 5)
+    default, fitted = configs["default_recipe"], configs["default_recipe_fit"]
+    assert default.train.freeze_embeddings and default.replay.mix.ratio == 0.25 and default.train.schedule == "finch"
+    assert fitted.gate.fit == "interpolate" and configs["sft"].gate.fit == "none"
+    assert not configs["sft"].train.freeze_embeddings and configs["llrd_freeze_frozen_emb"].train.freeze_embeddings
     assert configs["finch_replay_kl"].replay.mix.kl_weight > 0 and configs["finch_replay"].replay.mix.ratio > 0
     grid = [a for a in arms if a.group == "grid"]
     assert {a.knobs["temperature"] for a in grid} == {1.0, 0.7}
     assert {a.knobs["replay_ratio"] for a in grid} == {0.25, 0.5}
+
+
+def test_restored_arms_count_as_finished_only_at_the_same_scale(bench_module, bench, tmp_path):
+    arm = bench_module.with_seed(next(a for a in bench_module.method_arms(5e-5) if a.name == "finch"), 2)
+    row = {"arm": arm.name, "overrides": list(arm.overrides), "replay_temperature": None, "task_gain": 0.25,
+           "label": arm.label, "group": "seed", "mlflow_run_id": "elsewhere"}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"scale": list(bench.scale), "arms": [row]}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"scale": ["data.demo_people=99"], "arms": [{**row, "arm": "sft"}]}))
+    bench.restore([earlier, other])
+    assert not (bench.work / "sft" / "result.json").exists()  # another scale: not restored
+    restored = json.loads((bench.work / arm.name / "result.json").read_text())
+    assert restored["mlflow_run_id"] is None and restored["restored_from"] == str(earlier)
+    assert bench.run(arm, "[1/1]")["task_gain"] == 0.25  # reused, nothing trained

@@ -168,3 +168,27 @@ def test_freeze_embeddings_freezes_the_tied_matrix_and_training_leaves_it_unchan
     embedding = next(k for k in before if "embed_tokens" in k)
     assert torch.equal(before[embedding], after[embedding])
     assert any(not torch.equal(before[k], after[k]) for k in before if "layers." in k)
+
+
+def test_osf_trains_in_the_orthogonal_complement_and_exports_a_plain_model(tiny_config, tiny_model_dir, tmp_path):
+    model = controls.apply_osf(tiny(tiny_model_dir), 0.5, ["q_proj", "v_proj"])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("osf_svd_params" in n and ("q_proj" in n or "v_proj" in n) for n in trainable)
+
+    config = tiny_config("train.osf.enabled=true", "train.osf.target_modules=[q_proj, v_proj]",
+                         "train.freeze_bottom=0.5", "train.schedule=constant", "train.lr=1e-2", "train.max_steps=3")
+    run_training(config, tmp_path / "train")
+    before, after = weights(tiny_model_dir), weights(tmp_path / "train" / "model")
+    assert set(after) == set(before)  # merged: no adapter tensors left
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # Only the targeted projections of the layers above the frozen half moved.
+    assert changed and all(("q_proj" in k or "v_proj" in k) and ".layers.0." not in k for k in changed)
+    for key in changed:  # the kept top singular direction of each moved weight is (nearly) untouched
+        u, s, vh = torch.linalg.svd(before[key].double(), full_matrices=False)
+        kept = u[:, :1].T @ after[key].double() @ vh[:1].T
+        assert torch.allclose(kept.squeeze(), s[0], rtol=1e-3)
+
+
+def test_lora_and_osf_together_are_refused(tiny_config):
+    with pytest.raises(ConfigError, match="choose one adapter method"):
+        tiny_config("train.lora.enabled=true", "train.osf.enabled=true")

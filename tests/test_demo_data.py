@@ -29,3 +29,31 @@ def test_writer_refuses_to_overwrite_a_different_dataset(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
         write_demo_task(tmp_path / "other", 5)
+
+
+def test_date_format_task_asks_for_iso_dates_and_holds_out_other_dates():
+    import datetime
+
+    train, heldout = make_demo_task(10, seed=3, task="date_format")
+    assert (train, heldout) == make_demo_task(10, seed=3, task="date_format")
+    assert len(train) == len(heldout) == 30
+    assert not {r["date"] for r in train} & {r["date"] for r in heldout}  # the skill, not recall
+    for row in train + heldout:
+        date = datetime.date.fromisoformat(row["completion"].strip())
+        assert row["completion"] == f" {row['date']}" and str(date.year) in row["prompt"]
+        assert row["prompt"].startswith("Question: ") and row["prompt"].endswith("\nAnswer:")
+    assert all("YYYY-MM-DD format?" in r["prompt"] for r in heldout)
+    assert not any("YYYY-MM-DD format?" in r["prompt"] for r in train)
+
+
+def test_the_built_in_task_is_chosen_by_config_and_an_unknown_one_is_named(tmp_path):
+    from nofrog_core.config import ConfigError, load_config
+    from nofrog_core.data import configured_task_files
+
+    config = load_config(None, ["data.builtin_task=date_format", "data.demo_people=4",
+                                f"model.cache_dir={tmp_path}"])
+    files = configured_task_files(config)
+    rows = [json.loads(line) for line in open(files.train)]
+    assert len(rows) == 12 and all("date" in r for r in rows)
+    with pytest.raises(ConfigError, match="data.builtin_task.*unknown built-in task 'recipes'"):
+        load_config(None, ["data.builtin_task=recipes"])

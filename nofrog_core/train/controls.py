@@ -68,8 +68,25 @@ def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list
         raise ControlError(f"train.lora.target_modules {target_modules}: {err}") from None
 
 
+def apply_osf(model, effective_rank: float, target_modules: list[str], layers: list[int] | None = None):
+    """PEFT's OSF on `target_modules` of the decoder layers `layers` (None = all): each weight keeps
+    its top `effective_rank` singular directions (a fraction of its smaller dimension when <= 1)
+    frozen and trains the rest, its gradient projected away from the kept directions."""
+    from peft import OSFConfig, get_peft_model
+
+    rank = effective_rank if effective_rank <= 1 else int(effective_rank)
+    names = list(target_modules)
+    if layers is not None:  # OSFConfig has no layers_to_transform: name the layers in a regex
+        names = rf".*\.layers\.({'|'.join(map(str, layers))})\.[^.]*\.({'|'.join(target_modules)})"
+    config = OSFConfig(effective_rank=rank, target_modules=names, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        raise ControlError(f"train.osf.target_modules {target_modules}: {err}") from None
+
+
 def export_model(model):
-    """A plain HF model: LoRA adapters merged into the weights."""
+    """A plain HF model: LoRA / OSF adapters merged into the weights."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 

@@ -84,7 +84,8 @@ def check_controls(config, base: models.ModelRef) -> None:
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(model_config)
     controls.decoder_layers(skeleton)
-    prepare_model(skeleton, config.train.freeze_bottom, config.train.lora, config.train.freeze_embeddings)
+    prepare_model(skeleton, config.train.freeze_bottom, config.train.lora, config.train.freeze_embeddings,
+                  config.train.osf)
 
 
 def load_worker_inputs(config) -> tuple[TrainingInputs, TrainingData]:

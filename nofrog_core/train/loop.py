@@ -116,15 +116,18 @@ def count_labels(examples: list[Example]) -> int:
     return sum(sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples)
 
 
-def prepare_model(model, freeze_bottom: float, lora, freeze_embeddings: bool = False) -> tuple[torch.nn.Module, int]:
-    """Freeze, then wrap in LoRA (adapters only above the frozen layers); returns (model, frozen layer count)."""
+def prepare_model(model, freeze_bottom: float, lora, freeze_embeddings: bool = False,
+                  osf=None) -> tuple[torch.nn.Module, int]:
+    """Freeze, then wrap in LoRA or OSF (adapters only above the frozen layers); returns (model,
+    frozen layer count)."""
     frozen = controls.freeze_bottom_layers(model, freeze_bottom) if freeze_bottom else 0
     if freeze_embeddings:
         controls.freeze_embeddings(model)
+    layers = list(range(frozen, len(controls.decoder_layers(model)))) if frozen else None
     if lora.enabled:
-        num_layers = len(controls.decoder_layers(model))
-        layers = list(range(frozen, num_layers)) if frozen else None
         model = controls.apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules, layers)
+    elif osf is not None and osf.enabled:
+        model = controls.apply_osf(model, osf.effective_rank, osf.target_modules, layers)
     return model, frozen
 
 
@@ -238,7 +241,7 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, model, reference=None) -> PhaseResult:
         tc, world = self.tc, self.world
-        model, self.frozen_layers = prepare_model(model, tc.freeze_bottom, tc.lora, tc.freeze_embeddings)
+        model, self.frozen_layers = prepare_model(model, tc.freeze_bottom, tc.lora, tc.freeze_embeddings, tc.osf)
         objective = TrainingObjective(model, tc.loss_chunk_size,
                                       configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)),
                                       autocast_dtype=torch.bfloat16 if tc.precision == "bf16" else None,
