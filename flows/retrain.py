@@ -149,6 +149,10 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     log_stage_seconds(config, run_id, clock.seconds)
     create_markdown_artifact(markdown_summary(report, decision, registered, champion_report),
                              key="forgetting-report", description="Forgetting table and gate decision")
-    return {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
-            "gate": decision, "registered": registered, "train_steps": train["steps"],
-            "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds}
+    summary = {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
+               "gate": decision, "registered": registered, "train_steps": train["steps"],
+               "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds}
+    # What the run decided and how long each stage took, beside its files (scripts read it).
+    brief = {k: v for k, v in summary.items() if k not in ("report", "champion_report")}
+    write_results(json.loads(json.dumps(brief, default=str)), run_dir / "run_summary.json")
+    return summary

@@ -327,6 +327,10 @@ class GateConfig(Section):
         default_factory=lambda: [0.75, 0.5, 0.25],
         description="candidate weights alpha tried by gate.fit=interpolate (0 = the base, 1 = the candidate)",
     )
+    fit_refine_steps: int = Field(
+        2, ge=0, description="after the coefficients: bisections between the largest passing and the smallest "
+        "failing alpha (one evaluation each)"
+    )
 
     @field_validator("fit_coefficients")
     @classmethod

@@ -2,8 +2,9 @@
 
 `interpolate` (WiSE-FT): weights theta(alpha) = (1 - alpha) theta_base + alpha theta_candidate.
 At alpha 0 the model is the base (no gain, no forgetting), at 1 the candidate. Each coefficient
-tried is scored with the same evaluation as the candidate, and the passing one with the largest
-gain is kept. Components here take plain values; the recipe is `evaluate/stage.run_fit`.
+tried is scored with the same evaluation as the candidate; the grid is then refined by bisection
+between the largest passing and the smallest failing coefficient, and the passing one with the
+largest gain is kept. Components here take plain values; the recipe is `evaluate/stage.run_fit`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ class FitPoint:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def next_coefficient(points: list[FitPoint]) -> float | None:
+    """Bisection toward the budget's edge: the midpoint between the largest passing alpha and the
+    smallest failing alpha above it (forgetting grows with alpha along the interpolation path).
+    None when the points do not bracket the edge: all pass, none passes, or the failures lie below."""
+    passing = [p.alpha for p in points if p.passed]
+    if not passing:
+        return None
+    failing_above = [p.alpha for p in points if not p.passed and p.alpha > max(passing)]
+    return (max(passing) + min(failing_above)) / 2 if failing_above else None
 
 
 def choose(points: list[FitPoint]) -> FitPoint | None:

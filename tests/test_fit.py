@@ -65,6 +65,29 @@ def test_run_fit_scores_each_coefficient_and_keeps_only_the_chosen_model(trained
     assert (tmp_path / "fit" / "fit.png").stat().st_size > 0
 
 
+def test_bisection_moves_toward_the_edge_of_the_budget():
+    assert fit.next_coefficient([point(0.75, 0.3, False), point(0.25, 0.1, True)]) == 0.5
+    assert fit.next_coefficient([point(0.75, 0.3, False), point(0.5, 0.2, True), point(0.25, 0.1, True)]) == 0.625
+    assert fit.next_coefficient([point(0.75, 0.3, True), point(0.25, 0.1, True)]) is None  # nothing fails above
+    assert fit.next_coefficient([point(0.75, 0.3, False), point(0.25, 0.1, False)]) is None  # nothing passes
+    assert fit.next_coefficient([point(0.75, 0.3, True), point(0.25, 0.1, False)]) is None  # no failure above
+
+
+def test_run_fit_refines_between_the_last_pass_and_the_first_failure(trained, tiny_model_dir, tiny_config, tmp_path,
+                                                                    monkeypatch):
+    from nofrog_core import gate
+
+    _, candidate = trained
+    config = tiny_config(*FAST_EVAL, "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]",
+                         "gate.fit_refine_steps=2")
+    outcomes = iter([False, True, True, False])  # 0.75 fails, 0.25 passes, then 0.5 passes, 0.625 fails
+    monkeypatch.setattr(gate, "decide", lambda report, **_: gate.GateDecision(next(outcomes), "scripted"))
+    before = run_evaluation(config, tmp_path / "before.json")
+    result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
+    assert [p["alpha"] for p in result["points"]] == [0.75, 0.25, 0.5, 0.625]
+    assert result["chosen"]["alpha"] in (0.25, 0.5) and result["chosen"]["passed"]
+
+
 def test_fit_coefficients_must_lie_strictly_between_base_and_candidate(tiny_config):
     from nofrog_core.config import ConfigError
 

@@ -39,8 +39,9 @@ def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
 
 def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: Path,
             gain_over_champion: float | None = None) -> dict:
-    """`gate.fit: interpolate`: every coefficient of `gate.fit_coefficients` scored like the candidate;
-    returns the points, the chosen one (or None) and the paths of fit.json / fit.png."""
+    """`gate.fit: interpolate`: every coefficient of `gate.fit_coefficients` scored like the candidate,
+    then `gate.fit_refine_steps` bisections toward the budget's edge; returns the points, the chosen
+    one (or None) and the paths of fit.json / fit.png."""
     from .. import fit
     from ..gate import DECISION_KEYS, decide
     from ..plots import plot_fit
@@ -48,7 +49,8 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     points = []
-    for alpha in config.gate.fit_coefficients:
+
+    def score(alpha: float) -> None:
         model_dir = fit.write_interpolated(Path(base_dir), Path(candidate_dir), alpha, out_dir / f"alpha{alpha}")
         after = run_evaluation(config, out_dir / f"eval_alpha{alpha}.json", model=str(model_dir))
         report = run_report(config, before, after, out_dir / f"forgetting_alpha{alpha}.json")
@@ -57,6 +59,14 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
         points.append(fit.FitPoint(alpha, str(model_dir), report["forgetting_clipped"],
                                    report["forgetting_clipped_ci"], report["task_gain"], report["task_gain_ci"],
                                    decision.passed, decision.reason))
+
+    for alpha in config.gate.fit_coefficients:
+        score(alpha)
+    for _ in range(config.gate.fit_refine_steps):
+        alpha = fit.next_coefficient(points)
+        if alpha is None:
+            break
+        score(round(alpha, 4))
     chosen = fit.choose(points)
     for point in points:  # only the chosen model is kept: each is a full copy of the weights
         if chosen is None or point.alpha != chosen.alpha:

@@ -1,0 +1,167 @@
+"""The main job over seeds: `nofrog run --config configs/default.yaml` at train.seed k, and the
+plain-SFT reference the default must keep 90% of (constant LR 2e-5, the same optimizer steps,
+no replay, nothing frozen), scored on the same held-out questions and general suite.
+
+Per seed it reports what the user's run decided: the gate, the fit (if any), the forgetting the
+gate read with its interval, the held-out exact match and its gain with their intervals, the
+wall time of every stage, and the SFT reference's exact match and forgetting. Writes
+bench/results/default_run.{json,md}. A seed whose run (or reference) finished is reused.
+
+    .venv/bin/python bench/default_run.py --seeds 3            # ~35 min per seed on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "default.yaml"
+RESULTS = ROOT / "bench" / "results"
+NOFROG = Path(sys.executable).parent / "nofrog"
+SFT_REFERENCE = ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "train.freeze_embeddings=false",
+                 "compute.num_workers=0", "gate.fit=none")
+MIN_GAIN_RATIO = 0.9
+
+
+def log(message: str) -> None:
+    print(f"[default-run {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def nofrog(args: list[str], work: Path, log_file: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    with open(log_file, "a") as out:
+        subprocess.run([str(NOFROG), *args], cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def sets(overrides) -> list[str]:
+    return [arg for value in overrides for arg in ("--set", value)]
+
+
+def default_run(seed: int, work: Path) -> Path:
+    """The run directory of `nofrog run` at this seed (an earlier finished one is reused)."""
+    marker = work / f"seed{seed}.run"
+    if marker.exists() and (Path(marker.read_text().strip()) / "run_summary.json").exists():
+        return Path(marker.read_text().strip())
+    existing = set(glob.glob(str(work / "runs" / "2*")))
+    log(f"seed {seed}: nofrog run --config configs/default.yaml --set train.seed={seed}")
+    nofrog(["run", "--config", str(CONFIG), *sets([f"train.seed={seed}", f"tracking.output_dir={work / 'runs'}"])],
+           work, work / f"seed{seed}.log")
+    run_dir = Path(max(set(glob.glob(str(work / "runs" / "2*"))) - existing))
+    marker.write_text(f"{run_dir}\n")
+    return run_dir
+
+
+def sft_reference(seed: int, steps: int, run_dir: Path, work: Path) -> dict:
+    """Plain SFT at the same steps, scored against the run's own base scores."""
+    out = work / f"sft_seed{seed}"
+    report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
+    if not report_file.exists():
+        replay_dir = json.loads((run_dir / "train" / "metadata.json").read_text())["replay"]["dir"]
+        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.max_steps={steps}", f"replay.mix.dir={replay_dir}"]
+        log(f"seed {seed}: SFT reference, {steps} steps ({' '.join(SFT_REFERENCE)})")
+        started = time.time()
+        nofrog(["train", "--config", str(CONFIG), *sets(overrides), "--out", str(out / "train")], work,
+               work / f"sft_seed{seed}.log")
+        trained = time.time()
+        nofrog(["eval", "--config", str(CONFIG), *sets(overrides), "--model", str(out / "train" / "model"),
+                "--out", str(out / "eval.json"), "--baseline", str(run_dir / "eval_base.json")], work,
+               work / f"sft_seed{seed}.log")
+        (out / "seconds.json").write_text(json.dumps({"train": trained - started, "eval": time.time() - trained}))
+    return json.loads(report_file.read_text())
+
+
+def gain_row(report: dict) -> dict:
+    task = report["gain_tasks"][0]
+    return {"exact_match": task["after"], "exact_match_base": task["before"], "gain": report["task_gain"],
+            "gain_ci": report["task_gain_ci"]}
+
+
+def seed_result(seed: int, work: Path) -> dict:
+    run_dir = default_run(seed, work)
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    report = json.loads((run_dir / "forgetting.json").read_text())
+    unfitted = run_dir / "forgetting_unfitted.json"
+    unfitted_report = json.loads(unfitted.read_text()) if unfitted.exists() else report
+    meta = json.loads((run_dir / "train" / "metadata.json").read_text())
+    sft = sft_reference(seed, summary["train_steps"], run_dir, work)
+    replay_meta = json.loads((Path(meta["replay"]["dir"]) / "metadata.json").read_text())
+    row = {
+        "seed": seed, "run_dir": str(run_dir),
+        "engine": meta["training"]["engine"], "world_size": meta["training"].get("world_size"),
+        "replay_backend": replay_meta["backend"], "train_steps": summary["train_steps"],
+        "gate": summary["gate"], "registered": summary["registered"],
+        "fitted_alpha": summary["fit"]["chosen"]["alpha"] if summary.get("fit") and summary["fit"]["chosen"] else None,
+        "forgetting_clipped": report["forgetting_clipped"], "forgetting_clipped_ci": report["forgetting_clipped_ci"],
+        "unfitted_forgetting_clipped": unfitted_report["forgetting_clipped"],
+        "unfitted_forgetting_clipped_ci": unfitted_report["forgetting_clipped_ci"],
+        **gain_row(report),
+        "unfitted": gain_row(unfitted_report),
+        "stage_seconds": summary["stage_seconds"], "wall_seconds": round(sum(summary["stage_seconds"].values()), 1),
+        "sft": {**gain_row(sft), "forgetting_clipped": sft["forgetting_clipped"],
+                "forgetting_clipped_ci": sft["forgetting_clipped_ci"]},
+    }
+    row["gain_ratio_vs_sft"] = row["exact_match"] / row["sft"]["exact_match"] if row["sft"]["exact_match"] else None
+    return row
+
+
+def markdown(result: dict) -> str:
+    lines = ["# The main job over seeds: `nofrog run --config configs/default.yaml`", "",
+             f"Produced by `{result['command']}` on {result['machine']['cpus']} CPU cores. SFT reference: "
+             f"{', '.join(SFT_REFERENCE)}, the default run's optimizer steps, scored on the same base results.", "",
+             "| seed | engine | replay | gate | fit alpha | forgetting (clipped) [95%] | unfitted | exact match "
+             "(gain [95%]) | SFT exact match | SFT forgetting | EM / SFT EM | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["seeds"]:
+        f, fc = r["forgetting_clipped"], r["forgetting_clipped_ci"]
+        g = r["gain_ci"]
+        lines.append(
+            f"| {r['seed']} | {r['engine']} | {r['replay_backend']} | {r['gate']['label']} | "
+            f"{r['fitted_alpha'] if r['fitted_alpha'] is not None else '-'} | {f:+.1%} [{fc[0]:+.1%}, {fc[1]:+.1%}] | "
+            f"{r['unfitted_forgetting_clipped']:+.1%} | {r['exact_match']:.3f} ({r['gain']:+.3f} [{g[0]:+.3f}, "
+            f"{g[1]:+.3f}]) | {r['sft']['exact_match']:.3f} | {r['sft']['forgetting_clipped']:+.1%} | "
+            f"{r['gain_ratio_vs_sft']:.2f} | {r['wall_seconds']:.0f} |")
+    lines += ["", "Wall seconds per stage:", ""]
+    for r in result["seeds"]:
+        lines.append(f"- seed {r['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_seconds"].items()))
+    s = result["summary"]
+    lines += ["", f"Over seeds: exact match / SFT's {s['gain_ratio_mean']:.2f} (per seed "
+              f"{', '.join(f'{v:.2f}' for v in s['gain_ratios'])}); target >= {MIN_GAIN_RATIO}: "
+              f"{'met' if s['gain_target_met'] else 'missed'}. Gate passed on {s['passed']} of {len(result['seeds'])} "
+              "seeds.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "default-run")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = [seed_result(seed, args.work) for seed in range(args.seeds)]
+    ratios = [r["gain_ratio_vs_sft"] for r in rows if r["gain_ratio_vs_sft"] is not None]
+    result = {
+        "command": f"python bench/default_run.py --seeds {args.seeds}",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "sft_reference": list(SFT_REFERENCE), "seeds": rows,
+        "summary": {"gain_ratios": ratios, "gain_ratio_mean": statistics.fmean(ratios) if ratios else None,
+                    "gain_target_met": bool(ratios) and min(ratios) >= MIN_GAIN_RATIO,
+                    "passed": sum(r["gate"]["passed"] for r in rows)},
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "default_run.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / "default_run.md").write_text(markdown(result))
+    log(f"-> {args.results / 'default_run.md'}")
+
+
+if __name__ == "__main__":
+    main()
