@@ -83,3 +83,12 @@ def test_forced_vllm_fails_clearly_when_unavailable(tiny_config, tmp_path, monke
     with pytest.raises(ReplayError, match="replay.backend=vllm, but the vLLM engine could not start"):
         run_replay(tiny_config("replay.backend=vllm"), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_the_vllm_engine_dtype_names_its_replay_set(tiny_config):
+    from nofrog_core.replay.stage import request_key
+
+    bf16, fp32 = tiny_config(), tiny_config("replay.vllm_dtype=float32")
+    for backend in ("vllm", "auto"):  # "auto" names the pipeline's cache directory
+        assert request_key("h", backend, bf16.replay) != request_key("h", backend, fp32.replay)
+    assert request_key("h", "hf", bf16.replay) == request_key("h", "hf", fp32.replay)  # HF ignores it

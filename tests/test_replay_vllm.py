@@ -13,7 +13,7 @@ def test_vllm_engine_draws_distinct_reproducible_samples_from_bos(tiny_config, t
     config = tiny_config("replay.backend=vllm", "replay.num_samples=200", "replay.max_new_tokens=10",
                          "replay.heldout_fraction=0.05", "replay.batch_size=64", "replay.vllm_kv_cache_gib=0.25")
     meta = run_replay(config, tmp_path / "a")
-    assert meta["backend"] == "vllm"
+    assert meta["backend"] == "vllm" and meta["dtype"] == "bfloat16"  # the default engine dtype
     assert meta["prompt_token_ids"] == [meta["bos_token_id"]] == [2]
     rows = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) + meta["num_heldout"] + sum(meta["filtered"].values()) == 210

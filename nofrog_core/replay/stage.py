@@ -34,10 +34,17 @@ class ReplayError(ValueError):
 
 def request_key(base_model_hash: str, backend: str, replay_config) -> dict:
     """What names a replay set: two requests with the same key give the same samples."""
-    return {"base_model_hash": base_model_hash, "backend": backend, "seed": replay_config.seed,
-            "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
-            "batch_size": replay_config.batch_size,  # HF sampling streams depend on the batch shape
-            "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
+    key = {"base_model_hash": base_model_hash, "backend": backend, "seed": replay_config.seed,
+           "num_samples": replay_config.num_samples, "heldout_fraction": replay_config.heldout_fraction,
+           "batch_size": replay_config.batch_size,  # HF sampling streams depend on the batch shape
+           "sampling": {k: getattr(replay_config, k) for k in SAMPLING_KEYS}}
+    if backend != "hf":  # the vLLM engine's dtype changes the samples ("auto" names the Prefect cache)
+        key["vllm_dtype"] = replay_config.vllm_dtype
+    return key
+
+
+def engine_dtype(vllm_dtype: str, model_dtype: str) -> str:
+    return model_dtype if vllm_dtype == "model" else vllm_dtype
 
 
 def drop_reason(sample: hf_backend.RawSample, special_ids: set[int]) -> str | None:
@@ -70,7 +77,8 @@ def generate_samples(config, base: models.ModelRef, tokenizer, bos_token_id: int
     count = rc.num_samples + math.ceil(rc.num_samples * rc.heldout_fraction)
     if rc.backend in ("auto", "vllm"):
         try:
-            llm = vllm_backend.start_engine(base.path, config.model.dtype, rc, rc.seed, config.model.trust_remote_code)
+            llm = vllm_backend.start_engine(base.path, engine_dtype(rc.vllm_dtype, config.model.dtype), rc, rc.seed,
+                                            config.model.trust_remote_code)
         except vllm_backend.VllmUnavailable as err:
             if rc.backend == "vllm":
                 raise ReplayError(f"replay.backend=vllm, but {err}") from None
@@ -123,6 +131,7 @@ def run_replay(config, out_dir: Path) -> dict:
         "request_key": json_sha256(key),
         "base_model": base.source, "base_model_path": str(base.path), "base_model_hash": base.content_hash,
         "backend": backend,
+        "dtype": engine_dtype(rc.vllm_dtype, config.model.dtype) if backend == "vllm" else config.model.dtype,
         "bos_token_id": bos.token_id, "bos_source": bos.source, "prompt_token_ids": [bos.token_id],
         "sampling": key["sampling"], "seed": rc.seed, "batch_size": rc.batch_size,
         "num_samples": len(train), "num_heldout": len(heldout), "requested_samples": rc.num_samples,
