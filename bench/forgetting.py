@@ -501,7 +501,12 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
                 if n in bench.rows]
         seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in runs])
                            for k in ("task_gain", "forgetting", "forgetting_clipped", "forgetting_reduction",
-                                     "gain_ratio")}
+                                     "gain_ratio", "replay_kl", "wall_seconds")}
+        # The evaluation's own noise: the mean half-width of each run's paired bootstrap interval.
+        seeds[arm_name]["eval_half_width"] = {
+            k: statistics.fmean((r[f"{k}_ci"][1] - r[f"{k}_ci"][0]) / 2 for r in runs)
+            for k in ("task_gain", "forgetting_clipped")}
+        seeds[arm_name]["label"] = runs[0]["label"]
     for arm_name in seeds:
         seeds[arm_name]["reduction_of_seed_means"] = (
             1 - seeds[arm_name]["forgetting"]["mean"] / seeds["sft"]["forgetting"]["mean"])
@@ -602,9 +607,21 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         (f"Best run (largest forgetting reduction with a gain ratio of at least {MIN_GAIN_RATIO}): "
          f"`{summary['best']}`. " if summary["best"] else "") + f"Pareto front: {', '.join(summary['pareto_front'])}.",
         "",
-        "Seeds (mean ± half the range):",
+        "Over seeds: mean and 95% t-interval over the seeds; the evaluation's own noise is the mean half-width "
+        "of each run's paired bootstrap interval (±).",
         "",
+        "| run | seeds | exact-match gain [95% over seeds] | (eval ±) | forgetting, clipped [95% over seeds] | "
+        "(eval ±) | replay KL | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for arm, spread in summary["seeds"].items():
+        g, f = spread["task_gain"], spread["forgetting_clipped"]
+        lines.append(
+            f"| {spread['label'].split(' (seed')[0]} | {len(g['values'])} | {g['mean']:.3f} [{g['ci'][0]:.3f}, "
+            f"{g['ci'][1]:.3f}] | ±{spread['eval_half_width']['task_gain']:.3f} | {f['mean']:+.1%} "
+            f"[{f['ci'][0]:+.1%}, {f['ci'][1]:+.1%}] | ±{spread['eval_half_width']['forgetting_clipped']:.1%} | "
+            f"{spread['replay_kl']['mean']:.3f} | {spread['wall_seconds']['mean']:.0f} |")
+    lines += ["", "Per seed:", ""]
     for arm, spread in summary["seeds"].items():
         gain = spread["task_gain"]
         line = (f"- `{arm}`: task gain {gain['mean']:.3f} ± {gain['half_range']:.3f}, "

@@ -87,3 +87,41 @@ def test_restored_arms_count_as_finished_only_at_the_same_scale(bench_module, be
     restored = json.loads((bench.work / arm.name / "result.json").read_text())
     assert restored["mlflow_run_id"] is None and restored["restored_from"] == str(earlier)
     assert bench.run(arm, "[1/1]")["task_gain"] == 0.25  # reused, nothing trained
+
+
+def fake_row(arm, gain, forgetting):
+    general = {"general_text": {"metric": "bits_per_byte", "before": 0.8, "after": 0.8 * (1 + forgetting),
+                                "relative_drop": forgetting, "ci": [forgetting - 0.01, forgetting + 0.01]}}
+    return {"arm": arm, "label": arm, "short_label": arm, "group": "seed" if "_seed" in arm else "arm",
+            "overrides": [], "knobs": {}, "replay_temperature": None,
+            "task": {"metric": "exact_match", "before": 0.0, "after": gain, "ci": [gain - 0.1, gain + 0.1],
+                     "answer_loss": None},
+            "task_gain": gain, "task_gain_ci": [gain - 0.1, gain + 0.1], "general": general,
+            "forgetting": forgetting, "forgetting_clipped": forgetting, "forgetting_ci": [forgetting - 0.01,
+                                                                                          forgetting + 0.01],
+            "forgetting_clipped_ci": [forgetting - 0.01, forgetting + 0.01], "replay_kl": 0.1,
+            "train_seconds": 1.0, "eval_seconds": 1.0, "wall_seconds": 2.0, "request": {}, "mlflow_run_id": None}
+
+
+def test_results_report_each_arm_over_seeds_and_each_pair_with_its_interval(bench_module, bench, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(sys, "argv", ["bench/forgetting.py", "--seeds", "3"])
+    gains = {"sft": [0.5, 0.4, 0.45], "finch": [0.3, 0.2, 0.28]}
+    forgetting = {"sft": [0.14, 0.15, 0.14], "finch": [0.03, 0.035, 0.033]}
+    for arm in gains:
+        for seed in range(3):
+            name = f"{arm}_seed{seed}" if seed else arm
+            bench.remember(fake_row(name, gains[arm][seed], forgetting[arm][seed]))
+    bench.args.task = "people"
+    bench_module.write_results(bench, {"results": {}, "task_info": {}}, None, 1.0)
+    summary = json.loads((bench.args.results / "forgetting.json").read_text())
+    finch = summary["seeds"]["finch"]
+    assert finch["task_gain"]["mean"] == pytest.approx(0.26)
+    assert finch["task_gain"]["ci"][0] < 0.26 < finch["task_gain"]["ci"][1]
+    assert finch["eval_half_width"]["task_gain"] == pytest.approx(0.1)
+    pair = next(p for p in summary["paired_over_seeds"] if (p["method"], p["reference"]) == ("finch", "sft"))
+    assert pair["seeds"] == 3 and pair["forgetting_clipped"]["exceeds_noise"]
+    assert pair["forgetting_clipped"]["mean"] == pytest.approx((0.098 - 0.43) / 3)
+    text = (bench.args.results / "forgetting.md").read_text()
+    assert "| finch | 3 | 0.260 [" in text and "exceeds the noise" in text

@@ -57,28 +57,35 @@ def pareto_front(rows: list[dict]) -> list[dict]:
     return sorted(front, key=lambda r: r["forgetting"])
 
 
+def mean_interval(values: list[float], confidence: float = 0.95) -> dict:
+    """Mean of the finite values with a Student-t interval (NaN bounds with fewer than 2 values)."""
+    from scipy import stats
+
+    values = [v for v in values if math.isfinite(v)]
+    n = len(values)
+    if n < 2:
+        return {"mean": statistics.fmean(values) if values else math.nan, "ci": [math.nan, math.nan], "n": n}
+    mean, sem = statistics.fmean(values), statistics.stdev(values) / math.sqrt(n)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sem
+    return {"mean": mean, "ci": [mean - half, mean + half], "n": n}
+
+
 def seed_spread(values: list[float]) -> dict:
-    """Mean, half the range and the values themselves: with two seeds a standard deviation says little."""
+    """Mean, its t-interval over seeds, half the range and the values themselves."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
-        return {"mean": math.nan, "half_range": math.nan, "values": []}
-    return {"mean": statistics.fmean(values), "half_range": (max(values) - min(values)) / 2, "values": values}
+        return {"mean": math.nan, "ci": [math.nan, math.nan], "half_range": math.nan, "values": []}
+    return {"mean": statistics.fmean(values), "ci": mean_interval(values)["ci"],
+            "half_range": (max(values) - min(values)) / 2, "values": values}
 
 
 def paired_seed_difference(a: list[float], b: list[float], confidence: float = 0.95) -> dict:
     """Mean over seeds of a_i - b_i (two methods run at the same seeds, paired by seed), with a
     Student-t interval. `exceeds_noise` = the interval excludes 0."""
-    from scipy import stats
-
     diffs = [x - y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
-    n = len(diffs)
-    if n < 2:
-        return {"mean": statistics.fmean(diffs) if diffs else math.nan, "ci": [math.nan, math.nan], "n": n,
-                "exceeds_noise": False, "values": diffs}
-    mean, sem = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(n)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sem
-    low, high = mean - half, mean + half
-    return {"mean": mean, "ci": [low, high], "n": n, "exceeds_noise": bool(low > 0 or high < 0), "values": diffs}
+    result = mean_interval(diffs, confidence)
+    low, high = result["ci"]
+    return {**result, "exceeds_noise": bool(low > 0 or high < 0), "values": diffs}
 
 
 def _pct(value: float) -> str:
