@@ -290,10 +290,15 @@ class Bench:
 
         seed = seed_of(arm.name)
         source = self.work / (f"{arm.fit_of}_seed{seed}" if seed else arm.fit_of)
+        if not (source / "result.json").exists():
+            raise SystemExit(f"{arm.name}: run {source.name} first (its scores are the candidate's)")
         model_dir = source / "train" / "model"
         if not model_dir.is_dir():
-            raise SystemExit(f"{arm.name}: needs the trained model of {source.name} (run that arm first, in the "
-                             "same invocation, or with --keep-models)")
+            # Its model was not kept (an earlier invocation): train the same config again. Training on
+            # CPU is deterministic (the resume tests pin it bit for bit), so this is the same model.
+            log(f"{position} {arm.name}: retraining {source.name}'s model (not kept)")
+            model_dir = self.work / arm.name / "candidate" / "model"
+            run_training(self.config(overrides), model_dir.parent)
         config = self.eval_config(overrides)
         report = json.loads((source / "forgetting.json").read_text())
         after = json.loads((source / "eval.json").read_text())
