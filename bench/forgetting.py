@@ -293,12 +293,6 @@ class Bench:
         if not (source / "result.json").exists():
             raise SystemExit(f"{arm.name}: run {source.name} first (its scores are the candidate's)")
         model_dir = source / "train" / "model"
-        if not model_dir.is_dir():
-            # Its model was not kept (an earlier invocation): train the same config again. Training on
-            # CPU is deterministic (the resume tests pin it bit for bit), so this is the same model.
-            log(f"{position} {arm.name}: retraining {source.name}'s model (not kept)")
-            model_dir = self.work / arm.name / "candidate" / "model"
-            run_training(self.config(overrides), model_dir.parent)
         config = self.eval_config(overrides)
         report = json.loads((source / "forgetting.json").read_text())
         after = json.loads((source / "eval.json").read_text())
@@ -307,6 +301,12 @@ class Bench:
         fitted = None
         if not decision.passed:
             log(f"{position} {arm.name}: {source.name} fails the gate ({decision.reason}): fitting")
+            if not model_dir.is_dir():
+                # Its model was not kept (an earlier invocation): train the same config again. Training on
+                # CPU is deterministic (the resume tests pin it bit for bit), so this is the same model.
+                log(f"{position} {arm.name}: retraining {source.name}'s model (not kept)")
+                model_dir = self.work / arm.name / "candidate" / "model"
+                run_training(self.config(overrides), model_dir.parent)
             base_dir = models.resolve_model(config.model).path
             fitted = run_fit(config, base_dir, model_dir, before, self.work / arm.name / "fit")
             if fitted["chosen"]:
