@@ -44,7 +44,10 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
     unfitted = json.loads((run_dir / "forgetting_unfitted.json").read_text())
     assert unfitted["forgetting_clipped"] > 0.0005  # the candidate as trained failed the gate
     fit = json.loads((run_dir / "fit" / "fit.json").read_text())
-    assert [p["alpha"] for p in fit["points"]] == [0.5, 1e-6] and fit["chosen"] is not None
+    alphas = [p["alpha"] for p in fit["points"]]
+    # The grid, then the default's bisection steps between the last pass and the first failure.
+    assert alphas[:2] == [0.5, 1e-6] and len(alphas) == 2 + 2 and all(1e-6 < a < 0.5 for a in alphas[2:])
+    assert fit["chosen"] is not None
     assert (run_dir / "fit" / "fit.png").stat().st_size > 0
     registered = result["registered"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -52,3 +55,5 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
     version = client.get_model_version(registered["registered_model"], registered["version"])
     assert registered["promoted"] and version.tags["fitted"] == f"interpolate alpha={fit['chosen']['alpha']}"
     assert json.loads((run_dir / "forgetting.json").read_text())["forgetting_clipped"] <= 0.0005
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["gate"]["passed"] and set(summary["stage_seconds"]) >= {"replay", "fine_tune", "fit"}
