@@ -73,3 +73,5 @@ def test_paired_seed_difference_matches_a_paired_t_interval():
     noisy = comparison.paired_seed_difference([0.1, 0.0, 0.2], [0.05, 0.15, 0.1])
     assert not noisy["exceeds_noise"]  # the interval straddles 0
     assert comparison.paired_seed_difference([0.1], [0.0])["ci"] == [pytest.approx(float("nan"), nan_ok=True)] * 2
+    same = comparison.paired_seed_difference([0.4, 0.5], [0.442, 0.542])  # one exact-match step at both seeds
+    assert same["ci"][0] == pytest.approx(same["ci"][1]) and not same["exceeds_noise"]

@@ -81,11 +81,14 @@ def seed_spread(values: list[float]) -> dict:
 
 def paired_seed_difference(a: list[float], b: list[float], confidence: float = 0.95) -> dict:
     """Mean over seeds of a_i - b_i (two methods run at the same seeds, paired by seed), with a
-    Student-t interval. `exceeds_noise` = the interval excludes 0."""
+    Student-t interval. `exceeds_noise` = the interval excludes 0 and has a width: identical
+    differences at every seed (common with few seeds and a coarse metric such as exact match on
+    48 questions) give a zero-width interval, which is no evidence of anything."""
     diffs = [x - y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
     result = mean_interval(diffs, confidence)
     low, high = result["ci"]
-    return {**result, "exceeds_noise": bool(low > 0 or high < 0), "values": diffs}
+    width = high - low  # float noise makes "identical" differences differ by ~1e-17
+    return {**result, "exceeds_noise": bool((low > 0 or high < 0) and width > 1e-9), "values": diffs}
 
 
 def _pct(value: float) -> str:
