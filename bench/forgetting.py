@@ -565,8 +565,9 @@ def paired_comparisons(rows: dict, seeded_arms: list[str]) -> list[dict]:
         for key in ("forgetting_clipped", "task_gain"):
             entry[key] = comparison.paired_seed_difference([rows[a][key] for a, _ in names],
                                                            [rows[b][key] for _, b in names])
-        entry["gain_ratio_of_means"] = (statistics.fmean(rows[a]["task_gain"] for a, _ in names)
-                                        / statistics.fmean(rows[b]["task_gain"] for _, b in names))
+        reference_gain = statistics.fmean(rows[b]["task_gain"] for _, b in names)
+        entry["gain_ratio_of_means"] = (statistics.fmean(rows[a]["task_gain"] for a, _ in names) / reference_gain
+                                        if reference_gain else math.nan)  # a reference that learned nothing
         out.append(entry)
     return out
 
@@ -641,13 +642,14 @@ def markdown(summary: dict, rows: list[dict], bench: Bench) -> str:
         lines += ["", "Paired over seeds (method minus reference at the same seed; mean [95% t-interval]):", ""]
         for entry in summary["paired_over_seeds"]:
             f, g = entry["forgetting_clipped"], entry["task_gain"]
+            ratio = entry["gain_ratio_of_means"]
+            ratio = f"{ratio:.2f}" if math.isfinite(ratio) else "n/a (the reference gained nothing)"
             lines.append(
                 f"- `{entry['method']}` vs `{entry['reference']}` ({entry['seeds']} seeds): forgetting (clipped) "
                 f"{f['mean']:+.1%} [{f['ci'][0]:+.1%}, {f['ci'][1]:+.1%}]"
                 f" ({'exceeds' if f['exceeds_noise'] else 'within'} the noise); exact-match gain "
                 f"{g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}]"
-                f" ({'exceeds' if g['exceeds_noise'] else 'within'} the noise); gain ratio of the means "
-                f"{entry['gain_ratio_of_means']:.2f}")
+                f" ({'exceeds' if g['exceeds_noise'] else 'within'} the noise); gain ratio of the means {ratio}")
     lines += ["", "Targets from the papers:", ""]
     for check in summary["targets"]:
         gain = f" at gain ratio >= {check['target_gain_ratio']}" if check["target_gain_ratio"] else ""
