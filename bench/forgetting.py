@@ -289,7 +289,7 @@ class Bench:
         from nofrog_core.gate import DECISION_KEYS, decide
 
         seed = seed_of(arm.name)
-        source = self.work / (f"{arm.fit_of}_seed{seed}" if seed else arm.fit_of)
+        source = self.work / seeded_name(arm.fit_of, seed)
         if not (source / "result.json").exists():
             raise SystemExit(f"{arm.name}: run {source.name} first (its scores are the candidate's)")
         model_dir = source / "train" / "model"
@@ -337,10 +337,15 @@ def seed_of(arm_name: str) -> int:
     return int(seed) if head and seed.isdigit() else 0
 
 
+def seeded_name(arm_name: str, seed: int) -> str:
+    """An arm's run at `seed`: seed 0 keeps the arm's own name."""
+    return f"{arm_name}_seed{seed}" if seed else arm_name
+
+
 def baseline_name(arm_name: str) -> str:
     """Relative scores are paired by seed: a seed-k run is compared with SFT at seed k."""
     seed = seed_of(arm_name)
-    return f"sft_seed{seed}" if seed else "sft"
+    return seeded_name("sft", seed)
 
 
 def summarise(arm: Arm, report: dict, seconds: dict) -> dict:
@@ -382,7 +387,7 @@ def log(message: str) -> None:
 
 
 def with_seed(arm: Arm, seed: int) -> Arm:
-    return replace(arm, name=f"{arm.name}_seed{seed}", label=f"{arm.label} (seed {seed})",
+    return replace(arm, name=seeded_name(arm.name, seed), label=f"{arm.label} (seed {seed})",
                    overrides=arm.overrides + (f"train.seed={seed}",), group="seed")
 
 
@@ -500,9 +505,9 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     log_relative_scores(bench.config([]), rows)
     front = comparison.pareto_front([r for r in rows if r["group"] != "seed"])
     seeds = {}
-    seeded_arms = [r["arm"] for r in rows if seed_of(r["arm"]) == 0 and f"{r['arm']}_seed1" in bench.rows]
+    seeded_arms = [r["arm"] for r in rows if seed_of(r["arm"]) == 0 and seeded_name(r["arm"], 1) in bench.rows]
     for arm_name in dict.fromkeys(["sft", "finch"] + ([best.name] if best else []) + seeded_arms):
-        runs = [bench.rows[n] for n in [arm_name] + [f"{arm_name}_seed{k}" for k in range(1, 10)]
+        runs = [bench.rows[n] for n in [seeded_name(arm_name, k) for k in range(10)]
                 if n in bench.rows]
         seeds[arm_name] = {k: comparison.seed_spread([r[k] for r in runs])
                            for k in ("task_gain", "forgetting", "forgetting_clipped", "forgetting_reduction",
@@ -558,7 +563,7 @@ def paired_comparisons(rows: dict, seeded_arms: list[str]) -> list[dict]:
     for method, reference in PAIRS:
         if method not in seeded_arms or reference not in seeded_arms:
             continue
-        names = [(f"{method}_seed{k}" if k else method, f"{reference}_seed{k}" if k else reference)
+        names = [(seeded_name(method, k), seeded_name(reference, k))
                  for k in range(10)]
         names = [(a, b) for a, b in names if a in rows and b in rows]
         entry = {"method": method, "reference": reference, "seeds": len(names)}

@@ -342,7 +342,7 @@ class Trainer:
             with sync:
                 values = runner(task_batch, replay_batch)
                 loss = objective.weighted(values, "task") / task_tokens
-                if replay and any(w.term.rows == "replay" and w.weight > 0 for w in objective.terms):
+                if replay:  # the weighted sum is 0 when no replay term is on
                     loss = loss + objective.weighted(values, "replay") / replay_tokens
                 # DDP averages gradients over workers; the sums above are already global means.
                 (loss * world.size).backward()
