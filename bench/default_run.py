@@ -7,7 +7,11 @@ gate read with its interval, the held-out exact match and its gain with their in
 wall time of every stage, and the SFT reference's exact match and forgetting. Writes
 bench/results/default_run.{json,md}. A seed whose run (or reference) finished is reused.
 
-    .venv/bin/python bench/default_run.py --seeds 3            # ~35 min per seed on 2 CPU cores
+    .venv/bin/python bench/default_run.py --seeds 3            # ~25 min per seed on 2 CPU cores
+
+A candidate recipe runs through the same main job with `--set key=value` (repeatable) on top of
+configs/default.yaml and `--name N` (its own work dir and bench/results/default_run_N.{json,md});
+the SFT reference does not depend on the recipe, so a finished one is reused from any run's work.
 """
 
 from __future__ import annotations
@@ -46,14 +50,15 @@ def sets(overrides) -> list[str]:
     return [arg for value in overrides for arg in ("--set", value)]
 
 
-def default_run(seed: int, work: Path) -> Path:
+def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     """The run directory of `nofrog run` at this seed (an earlier finished one is reused)."""
     marker = work / f"seed{seed}.run"
     if marker.exists() and (Path(marker.read_text().strip()) / "run_summary.json").exists():
         return Path(marker.read_text().strip())
     existing = set(glob.glob(str(work / "runs" / "2*")))
-    log(f"seed {seed}: nofrog run --config configs/default.yaml --set train.seed={seed}")
-    nofrog(["run", "--config", str(CONFIG), *sets([f"train.seed={seed}", f"tracking.output_dir={work / 'runs'}"])],
+    log(f"seed {seed}: nofrog run --config configs/default.yaml {' '.join(sets(recipe))} --set train.seed={seed}")
+    nofrog(["run", "--config", str(CONFIG),
+            *sets([*recipe, f"train.seed={seed}", f"tracking.output_dir={work / 'runs'}"])],
            work, work / f"seed{seed}.log")
     run_dir = Path(max(set(glob.glob(str(work / "runs" / "2*"))) - existing))
     marker.write_text(f"{run_dir}\n")
@@ -61,8 +66,11 @@ def default_run(seed: int, work: Path) -> Path:
 
 
 def sft_reference(seed: int, steps: int, run_dir: Path, work: Path) -> dict:
-    """Plain SFT at the same steps, scored against the run's own base scores."""
-    out = work / f"sft_seed{seed}"
+    """Plain SFT at the same steps, scored against the run's own base scores. It lives beside the
+    recipes' work dirs, keyed by seed and steps, so every recipe at that budget shares it."""
+    work = work.parent / "sft-reference"
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"seed{seed}_steps{steps}"
     report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
     if not report_file.exists():
         replay_dir = json.loads((run_dir / "train" / "metadata.json").read_text())["replay"]["dir"]
@@ -85,8 +93,8 @@ def gain_row(report: dict) -> dict:
             "gain_ci": report["task_gain_ci"]}
 
 
-def seed_result(seed: int, work: Path) -> dict:
-    run_dir = default_run(seed, work)
+def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
+    run_dir = default_run(seed, work, recipe)
     summary = json.loads((run_dir / "run_summary.json").read_text())
     report = json.loads((run_dir / "forgetting.json").read_text())
     unfitted = run_dir / "forgetting_unfitted.json"
@@ -114,7 +122,8 @@ def seed_result(seed: int, work: Path) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# The main job over seeds: `nofrog run --config configs/default.yaml`", "",
+    title = " ".join(["nofrog run --config configs/default.yaml", *(f"--set {v}" for v in result["recipe"])])
+    lines = [f"# The main job over seeds: `{title}`", "",
              f"Produced by `{result['command']}` on {result['machine']['cpus']} CPU cores. SFT reference: "
              f"{', '.join(SFT_REFERENCE)}, the default run's optimizer steps, scored on the same base results.", "",
              "| seed | engine | replay | gate | fit alpha | forgetting (clipped) [95%] | unfitted | exact match "
@@ -145,12 +154,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "default-run")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--set", dest="recipe", action="append", default=[], metavar="KEY=VALUE",
+                        help="a candidate recipe's change to configs/default.yaml (repeatable)")
+    parser.add_argument("--name", default=None, help="the candidate's name (default: the shipped default)")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    rows = [seed_result(seed, args.work) for seed in range(args.seeds)]
+    if args.recipe and not args.name:
+        parser.error("--set needs --name: a candidate's runs and results must not overwrite the default's")
+    suffix = f"_{args.name}" if args.name else ""
+    work = args.work.parent / f"{args.work.name}{suffix}"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [seed_result(seed, work, args.recipe) for seed in range(args.seeds)]
     ratios = [r["gain_ratio_vs_sft"] for r in rows if r["gain_ratio_vs_sft"] is not None]
     result = {
-        "command": f"python bench/default_run.py --seeds {args.seeds}",
+        "command": " ".join(["python bench/default_run.py", f"--seeds {args.seeds}",
+                             *(f"--set {value}" for value in args.recipe),
+                             *([f"--name {args.name}"] if args.name else [])]),
+        "recipe": args.recipe,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "sft_reference": list(SFT_REFERENCE), "seeds": rows,
         "summary": {"gain_ratios": ratios, "gain_ratio_mean": statistics.fmean(ratios) if ratios else None,
@@ -158,9 +177,9 @@ def main() -> None:
                     "passed": sum(r["gate"]["passed"] for r in rows)},
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "default_run.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / "default_run.md").write_text(markdown(result))
-    log(f"-> {args.results / 'default_run.md'}")
+    (args.results / f"default_run{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / f"default_run{suffix}.md").write_text(markdown(result))
+    log(f"-> {args.results / f'default_run{suffix}.md'}")
 
 
 if __name__ == "__main__":

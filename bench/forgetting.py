@@ -140,6 +140,12 @@ def method_arms(sft_lr: float) -> list[Arm]:
         Arm("default_recipe_fit", "(11b) default recipe + gate.fit (interpolated into the 3% budget)",
             finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + ("gate.fit=interpolate",),
             UNBIASED_TEMPERATURE, fit_of="default_recipe"),
+        # The next recipe: the default's FINCH + replay on the layers LLRD/freeze leaves trainable.
+        Arm("default_recipe_llrd", "(12) default recipe + LLRD 0.9 + bottom 80% frozen",
+            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + LLRD_FREEZE, UNBIASED_TEMPERATURE),
+        Arm("default_recipe_llrd_fit", "(12b) (12) + gate.fit (interpolated into the 3% budget)",
+            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + LLRD_FREEZE + ("gate.fit=interpolate",),
+            UNBIASED_TEMPERATURE, fit_of="default_recipe_llrd"),
     ]
 
 
@@ -552,7 +558,8 @@ PAIRS = [("finch", "sft"), ("finch", "sft_finch_mean_lr"), ("sft_finch_mean_lr",
          ("sft_frozen_emb", "sft"), ("finch_frozen_emb", "finch"), ("finch_frozen_emb", "sft"),
          ("finch_replay", "finch"), ("default_recipe", "finch_replay"), ("default_recipe", "sft"),
          ("llrd_freeze", "sft"), ("llrd_freeze_frozen_emb", "llrd_freeze"), ("lora", "sft"), ("osf", "sft"),
-         ("default_recipe_fit", "sft"),
+         ("default_recipe_fit", "sft"), ("default_recipe_llrd", "default_recipe"), ("default_recipe_llrd", "sft"),
+         ("default_recipe_llrd_fit", "sft"), ("default_recipe_llrd", "llrd_freeze_frozen_emb"),
          ("anchored_paper", "sft")]
 
 

@@ -67,6 +67,9 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     default, fitted = configs["default_recipe"], configs["default_recipe_fit"]
     assert default.train.freeze_embeddings and default.replay.mix.ratio == 0.25 and default.train.schedule == "finch"
     assert fitted.gate.fit == "interpolate" and configs["sft"].gate.fit == "none"
+    llrd, llrd_fitted = configs["default_recipe_llrd"], configs["default_recipe_llrd_fit"]
+    assert (llrd.train.llrd, llrd.train.freeze_bottom, llrd.train.schedule) == (0.9, 0.8, "finch")
+    assert llrd.replay.mix.ratio == 0.25 and llrd_fitted.gate.fit == "interpolate"
     assert not configs["sft"].train.freeze_embeddings and configs["llrd_freeze_frozen_emb"].train.freeze_embeddings
     assert configs["finch_replay_kl"].replay.mix.kl_weight > 0 and configs["finch_replay"].replay.mix.ratio > 0
     grid = [a for a in arms if a.group == "grid"]
