@@ -64,14 +64,17 @@ class FitPoint:
         return asdict(self)
 
 
-def next_coefficient(points: list[FitPoint]) -> float | None:
+def next_coefficient(points: list[FitPoint], known_failure: float | None = None) -> float | None:
     """Bisection toward the budget's edge: the midpoint between the largest passing alpha and the
     smallest failing alpha above it (forgetting grows with alpha along the interpolation path).
-    None when the points do not bracket the edge: all pass, none passes, or the failures lie below."""
+    `known_failure` is an alpha known to fail without scoring it: the candidate itself (alpha 1),
+    which is why the fit runs. None when the points do not bracket the edge: none passes, or no
+    failure lies above the largest pass."""
     passing = [p.alpha for p in points if p.passed]
     if not passing:
         return None
-    failing_above = [p.alpha for p in points if not p.passed and p.alpha > max(passing)]
+    failures = [p.alpha for p in points if not p.passed] + ([known_failure] if known_failure is not None else [])
+    failing_above = [alpha for alpha in failures if alpha > max(passing)]
     return (max(passing) + min(failing_above)) / 2 if failing_above else None
 
 

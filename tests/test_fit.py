@@ -48,14 +48,14 @@ def test_the_fit_keeps_the_passing_point_with_the_largest_gain():
     assert fit.choose([point(0.5, 0.3, False)]) is None
 
 
-def test_run_fit_scores_each_coefficient_and_keeps_only_the_chosen_model(trained, tiny_model_dir, tiny_config,
-                                                                         tmp_path):
+def test_run_fit_scores_the_mixes_and_keeps_only_the_chosen_model(trained, tiny_model_dir, tiny_config, tmp_path):
     _, candidate = trained
     config = tiny_config(*FAST_EVAL, "gate.max_forgetting=100", "gate.min_task_gain=-100",
-                         "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]")
+                         "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]", "gate.fit_refine_steps=1")
     before = run_evaluation(config, tmp_path / "before.json")
     result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
-    assert [p["alpha"] for p in result["points"]] == [0.75, 0.25] and all(p["passed"] for p in result["points"])
+    # 0.75 passes, so 0.25 is not scored; one bisection toward the failed candidate (alpha 1).
+    assert [p["alpha"] for p in result["points"]] == [0.75, 0.875] and all(p["passed"] for p in result["points"])
     best = max(result["points"], key=lambda p: (p["task_gain"], p["alpha"]))
     assert result["chosen"]["alpha"] == best["alpha"]
     assert (tmp_path / "fit" / f"alpha{best['alpha']}").is_dir()
@@ -69,6 +69,9 @@ def test_bisection_moves_toward_the_edge_of_the_budget():
     assert fit.next_coefficient([point(0.75, 0.3, False), point(0.25, 0.1, True)]) == 0.5
     assert fit.next_coefficient([point(0.75, 0.3, False), point(0.5, 0.2, True), point(0.25, 0.1, True)]) == 0.625
     assert fit.next_coefficient([point(0.75, 0.3, True), point(0.25, 0.1, True)]) is None  # nothing fails above
+    # ... unless the failed candidate (alpha 1) bounds the bracket
+    assert fit.next_coefficient([point(0.75, 0.3, True), point(0.25, 0.1, True)], known_failure=1.0) == 0.875
+    assert fit.next_coefficient([point(0.75, 0.3, False), point(0.5, 0.2, True)], known_failure=1.0) == 0.625
     assert fit.next_coefficient([point(0.75, 0.3, False), point(0.25, 0.1, False)]) is None  # nothing passes
     assert fit.next_coefficient([point(0.75, 0.3, True), point(0.25, 0.1, False)]) is None  # no failure above
 
@@ -86,6 +89,21 @@ def test_run_fit_refines_between_the_last_pass_and_the_first_failure(trained, ti
     result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
     assert [p["alpha"] for p in result["points"]] == [0.75, 0.25, 0.5, 0.625]
     assert result["chosen"]["alpha"] in (0.25, 0.5) and result["chosen"]["passed"]
+
+
+def test_run_fit_stops_the_grid_at_the_first_pass_and_bisects_toward_the_failed_candidate(
+        trained, tiny_model_dir, tiny_config, tmp_path, monkeypatch):
+    from nofrog_core import gate
+
+    _, candidate = trained
+    config = tiny_config(*FAST_EVAL, "gate.fit=interpolate", "gate.fit_coefficients=[0.5, 0.9]",
+                         "gate.fit_refine_steps=2")
+    outcomes = iter([True, True, False])  # 0.9 passes: 0.5 is never scored; 0.95 passes, 0.975 fails
+    monkeypatch.setattr(gate, "decide", lambda report, **_: gate.GateDecision(next(outcomes), "scripted"))
+    before = run_evaluation(config, tmp_path / "before.json")
+    result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
+    assert [p["alpha"] for p in result["points"]] == [0.9, 0.95, 0.975]
+    assert not (tmp_path / "fit" / "eval_alpha0.5.json").exists()
 
 
 def test_fit_coefficients_must_lie_strictly_between_base_and_candidate(tiny_config):

@@ -39,8 +39,9 @@ def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
 
 def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: Path,
             gain_over_champion: float | None = None) -> dict:
-    """`gate.fit: interpolate`: every coefficient of `gate.fit_coefficients` scored like the candidate,
-    then `gate.fit_refine_steps` bisections toward the budget's edge; returns the points, the chosen
+    """`gate.fit: interpolate`: the coefficients of `gate.fit_coefficients`, largest first, scored like
+    the candidate until one passes, then `gate.fit_refine_steps` bisections toward the budget's edge
+    (the failed candidate at alpha 1 bounds the bracket from above); returns the points, the chosen
     one (or None) and the paths of fit.json / fit.png."""
     from .. import fit
     from ..gate import DECISION_KEYS, decide
@@ -60,10 +61,15 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
                                    report["forgetting_clipped_ci"], report["task_gain"], report["task_gain_ci"],
                                    decision.passed, decision.reason))
 
+    # The fit runs because the candidate (alpha 1) failed. Forgetting and gain both grow with alpha
+    # along the path, so the grid is walked down from the candidate (the validator sorts it) and
+    # stops at the first mix that passes: a smaller alpha would only give up more of the gain.
     for alpha in config.gate.fit_coefficients:
         score(alpha)
+        if points[-1].passed:
+            break
     for _ in range(config.gate.fit_refine_steps):
-        alpha = fit.next_coefficient(points)
+        alpha = fit.next_coefficient(points, known_failure=1.0)
         if alpha is None:
             break
         score(round(alpha, 4))
