@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "default.yaml"
 RESULTS = ROOT / "bench" / "results"
 NOFROG = Path(sys.executable).parent / "nofrog"
+# Plain SFT whatever the default turns on: every control the recipe may set is reset here.
 SFT_REFERENCE = ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "train.freeze_embeddings=false",
-                 "compute.num_workers=0", "gate.fit=none")
+                 "train.freeze_bottom=0", "train.llrd=1.0", "train.lora.enabled=false", "train.osf.enabled=false",
+                 "train.objective=sft", "compute.num_workers=0", "gate.fit=none")
 MIN_GAIN_RATIO = 0.9
 
 
@@ -70,7 +72,7 @@ def sft_reference(seed: int, steps: int, run_dir: Path, work: Path) -> dict:
     recipes' work dirs, keyed by seed and steps, so every recipe at that budget shares it."""
     work = work.parent / "sft-reference"
     work.mkdir(parents=True, exist_ok=True)
-    out = work / f"seed{seed}_steps{steps}"
+    out = work / f"seed{seed}_steps{steps}_plain"  # "_plain": freeze_bottom and llrd reset too
     report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
     if not report_file.exists():
         replay_dir = json.loads((run_dir / "train" / "metadata.json").read_text())["replay"]["dir"]
