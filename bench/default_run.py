@@ -140,7 +140,8 @@ def markdown(result: dict) -> str:
             f"{r['unfitted_forgetting_clipped']:+.1%} | {r['exact_match']:.3f} ({r['gain']:+.3f} [{g[0]:+.3f}, "
             f"{g[1]:+.3f}]) | {r['sft']['exact_match']:.3f} | {r['sft']['forgetting_clipped']:+.1%} | "
             f"{r['gain_ratio_vs_sft']:.2f} | {r['wall_seconds']:.0f} |")
-    lines += ["", "Wall seconds per stage:", ""]
+    lines += ["", "Wall seconds per stage (replay and evaluate_base near 0: reused from the Prefect cache, computed by "
+              "the first run in this work dir):", ""]
     for r in result["seeds"]:
         lines.append(f"- seed {r['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_seconds"].items()))
     s = result["summary"]
