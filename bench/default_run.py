@@ -9,7 +9,7 @@ gate read with its interval, the held-out exact match and its gain with their in
 wall time of every stage, and the SFT reference's exact match and forgetting. Writes
 bench/results/default_run.{json,md}. A seed whose run (or reference) finished is reused.
 
-    .venv/bin/python bench/default_run.py --seeds 3            # ~25 min per seed on 2 CPU cores
+    .venv/bin/python bench/default_run.py --seeds 3            # ~17 + 7 min per seed on 2 CPU cores
 
 A candidate recipe runs through the same main job with `--set key=value` (repeatable) on top of
 configs/default.yaml and `--name N` (its own work dir and bench/results/default_run_N.{json,md});
@@ -71,8 +71,8 @@ def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
 
 def sft_reference(seed: int, steps: int, run_dir: Path, work: Path) -> dict:
     """Plain SFT on the same task rows (at most the run's steps), scored against the run's own base
-    scores. It lives beside the
-    recipes' work dirs, keyed by seed and steps, so every recipe at that budget shares it."""
+    scores. It lives beside the recipes' work dirs, keyed by seed and steps, so every recipe at that
+    budget shares it."""
     work = work.parent / "sft-reference"
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"seed{seed}_steps{steps}_plain"  # "_plain": freeze_bottom and llrd reset too
