@@ -107,6 +107,8 @@ def finch(sft_lr: float) -> tuple[str, ...]:
 
 def method_arms(sft_lr: float) -> list[Arm]:
     sft_schedule, finch_schedule = constant(sft_lr), finch(sft_lr)
+    default_recipe = finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS
+    fitted = ("gate.fit=interpolate",)
     return [
         Arm("sft", f"(1) SFT, constant LR {sft_lr:.2g}", sft_schedule),
         Arm("sft_frozen_emb", "(1b) SFT, embeddings frozen", sft_schedule + FROZEN_EMBEDDINGS),
@@ -132,20 +134,18 @@ def method_arms(sft_lr: float) -> list[Arm]:
         Arm("finch_replay_kl", "(9) FINCH + replay + KL", finch_schedule + replay_knobs(0.25, 1.0, 1.0),
             UNBIASED_TEMPERATURE,
             knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 1.0, "temperature": 1.0}),
-        # What configs/default.yaml trains (FINCH at the authors' LRs, replay 2 rows in 8, the embedding
-        # frozen), in process: Ray Train runs the same loop (the resume tests pin that).
+        # What configs/default.yaml trained before LLRD/freeze (FINCH at the authors' LRs, replay 2 rows
+        # in 8, the embedding frozen), in process: Ray Train runs the same loop (the resume tests pin that).
         Arm("default_recipe", "(11) default recipe: FINCH + replay 0.25 + embeddings frozen",
-            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS, UNBIASED_TEMPERATURE),
+            default_recipe, UNBIASED_TEMPERATURE),
         # The same trained models, fitted into the budget like `nofrog run` does (gate.fit: interpolate).
         Arm("default_recipe_fit", "(11b) default recipe + gate.fit (interpolated into the 3% budget)",
-            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + ("gate.fit=interpolate",),
-            UNBIASED_TEMPERATURE, fit_of="default_recipe"),
-        # The next recipe: the default's FINCH + replay on the layers LLRD/freeze leaves trainable.
+            default_recipe + fitted, UNBIASED_TEMPERATURE, fit_of="default_recipe"),
+        # What configs/default.yaml trains now: the same on the layers LLRD/freeze leaves trainable.
         Arm("default_recipe_llrd", "(12) default recipe + LLRD 0.9 + bottom 80% frozen",
-            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + LLRD_FREEZE, UNBIASED_TEMPERATURE),
+            default_recipe + LLRD_FREEZE, UNBIASED_TEMPERATURE),
         Arm("default_recipe_llrd_fit", "(12b) (12) + gate.fit (interpolated into the 3% budget)",
-            finch_schedule + replay_knobs(0.25, 1.0) + FROZEN_EMBEDDINGS + LLRD_FREEZE + ("gate.fit=interpolate",),
-            UNBIASED_TEMPERATURE, fit_of="default_recipe_llrd"),
+            default_recipe + LLRD_FREEZE + fitted, UNBIASED_TEMPERATURE, fit_of="default_recipe_llrd"),
     ]
 
 
