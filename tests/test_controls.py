@@ -115,6 +115,19 @@ def test_replay_fills_the_configured_fraction_of_every_batch(tiny_config, tmp_pa
     assert all(h["replay_nll"] > 0 for h in history)
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
     assert meta["replay"]["samples"] == 12
+    assert meta["training"]["replay_passes"] == 0.5  # 3 steps x 2 rows over 12 samples: every row a fresh draw
+
+
+def test_reusing_replay_samples_is_measured_and_warned_about(tiny_config, tmp_path, caplog):
+    replay_dir = tmp_path / "replay"
+    run_replay(tiny_config("replay.num_samples=4", "replay.max_new_tokens=6"), replay_dir)
+    config = tiny_config(f"replay.mix.dir={replay_dir}", "replay.mix.ratio=0.25", "train.max_steps=4",
+                         "train.batch_size=8")
+    with caplog.at_level("WARNING", logger="nofrog_core.train.loop"):
+        run_training(config, tmp_path / "train")
+    meta = json.loads((tmp_path / "train" / "metadata.json").read_text())
+    assert meta["training"]["replay_passes"] == 2.0  # 4 steps x 2 rows over 4 samples
+    assert "replay.num_samples to at least 8" in caplog.text
 
 
 def test_replay_ratio_without_replay_data_fails_before_training(tiny_config, tmp_path):

