@@ -2,7 +2,9 @@
 plain-SFT reference the default must keep 90% of (constant LR 2e-5, no replay, nothing frozen,
 the same epochs over the same task rows; capped at the default run's optimizer steps, but with 8
 task rows per step where the default trains 6 task + 2 replay rows, its 3 epochs end at 135 of
-the default's 180 steps), scored on the same held-out questions and general suite.
+the default's 180 steps), scored on the same held-out questions and general suite. A second
+reference trains plain SFT for exactly the run's optimizer steps (a third more task rows), the
+issue's literal "same steps"; the target is read against both.
 
 Per seed it reports what the user's run decided: the gate, the fit (if any), the forgetting the
 gate read with its interval, the held-out exact match and its gain with their intervals, the
@@ -28,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from nofrog_core.evaluate.comparison import mean_interval, paired_seed_difference
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "default.yaml"
@@ -69,18 +73,21 @@ def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     return run_dir
 
 
-def sft_reference(seed: int, steps: int, run_dir: Path, work: Path) -> dict:
-    """Plain SFT on the same task rows (at most the run's steps), scored against the run's own base
-    scores. It lives beside the recipes' work dirs, keyed by seed and steps, so every recipe at that
-    budget shares it."""
+def sft_reference(seed: int, steps: int, run_dir: Path, work: Path, same_steps: bool = False) -> dict:
+    """Plain SFT scored against the run's own base scores: on the same task rows (the default's
+    epochs, at most its steps) or, with `same_steps`, for the run's optimizer steps (8 task rows
+    each where the run trains 6 + 2 replay rows: a third more task rows). It lives beside the
+    recipes' work dirs, keyed by seed and steps, so every recipe at that budget shares it."""
     work = work.parent / "sft-reference"
     work.mkdir(parents=True, exist_ok=True)
-    out = work / f"seed{seed}_steps{steps}_plain"  # "_plain": freeze_bottom and llrd reset too
+    # "_plain": freeze_bottom and llrd reset too
+    out = work / f"seed{seed}_steps{steps}_plain{'_same_steps' if same_steps else ''}"
     report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
     if not report_file.exists():
         replay_dir = json.loads((run_dir / "train" / "metadata.json").read_text())["replay"]["dir"]
-        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.max_steps={steps}", f"replay.mix.dir={replay_dir}"]
-        log(f"seed {seed}: SFT reference, {steps} steps ({' '.join(SFT_REFERENCE)})")
+        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.max_steps={steps}", f"replay.mix.dir={replay_dir}",
+                     *(["train.epochs=1000"] if same_steps else [])]  # epochs never bind: max_steps stops it
+        log(f"seed {seed}: SFT reference, {steps} steps{' exactly' if same_steps else ''} ({' '.join(SFT_REFERENCE)})")
         started = time.time()
         nofrog(["train", "--config", str(CONFIG), *sets(overrides), "--out", str(out / "train")], work,
                work / f"sft_seed{seed}.log")
@@ -124,7 +131,42 @@ def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
                 "forgetting_clipped_ci": sft["forgetting_clipped_ci"]},
     }
     row["gain_ratio_vs_sft"] = row["exact_match"] / row["sft"]["exact_match"] if row["sft"]["exact_match"] else None
+    same = sft_reference(seed, summary["train_steps"], run_dir, work, same_steps=True)
+    row["sft_same_steps"] = {**gain_row(same), "train_steps": same["train_steps"],
+                             "forgetting_clipped": same["forgetting_clipped"],
+                             "forgetting_clipped_ci": same["forgetting_clipped_ci"]}
+    row["gain_ratio_vs_sft_same_steps"] = (row["exact_match"] / same["gain_tasks"][0]["after"]
+                                           if same["gain_tasks"][0]["after"] else None)
     return row
+
+
+def over_seeds(rows: list[dict]) -> dict:
+    """Means with t-intervals over seeds, and the run's exact match minus SFT's, paired by seed."""
+    def column(get):
+        return [get(r) for r in rows]
+
+    return {
+        "forgetting_gated": mean_interval(column(lambda r: r["forgetting_clipped"])),
+        "forgetting_as_trained": mean_interval(column(lambda r: r["unfitted_forgetting_clipped"])),
+        "sft_forgetting": mean_interval(column(lambda r: r["sft"]["forgetting_clipped"])),
+        "exact_match": mean_interval(column(lambda r: r["exact_match"])),
+        "sft_exact_match": mean_interval(column(lambda r: r["sft"]["exact_match"])),
+        "exact_match_minus_sft": paired_seed_difference(column(lambda r: r["exact_match"]),
+                                                        column(lambda r: r["sft"]["exact_match"])),
+        "sft_same_steps_forgetting": mean_interval(column(lambda r: r["sft_same_steps"]["forgetting_clipped"])),
+        "sft_same_steps_exact_match": mean_interval(column(lambda r: r["sft_same_steps"]["exact_match"])),
+        "exact_match_minus_sft_same_steps": paired_seed_difference(
+            column(lambda r: r["exact_match"]), column(lambda r: r["sft_same_steps"]["exact_match"])),
+        "gain_ratios_same_steps": column(lambda r: r["gain_ratio_vs_sft_same_steps"]),
+    }
+
+
+def same_steps_cells(row: dict) -> str:
+    same = row.get("sft_same_steps")
+    if not same:
+        return "- | -"
+    return (f"{same['exact_match']:.3f} ({same['forgetting_clipped']:+.1%}, {same['train_steps']} steps) | "
+            f"{row['gain_ratio_vs_sft_same_steps']:.2f}")
 
 
 def markdown(result: dict) -> str:
@@ -135,8 +177,9 @@ def markdown(result: dict) -> str:
              "steps: 8 task rows per step where the default trains 6 + 2 replay rows, so it stops at 3/4 of them), "
              "scored on the same base results.", "",
              "| seed | engine | replay | gate | fit alpha | forgetting (clipped) [95%] | unfitted | exact match "
-             "(gain [95%]) | SFT exact match | SFT forgetting | EM / SFT EM | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(gain [95%]) | SFT exact match | SFT forgetting | EM / SFT EM | SFT same steps: EM (forgetting) | "
+             "EM / that | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["seeds"]:
         f, fc = r["forgetting_clipped"], r["forgetting_clipped_ci"]
         g = r["gain_ci"]
@@ -145,9 +188,9 @@ def markdown(result: dict) -> str:
             f"{r['fitted_alpha'] if r['fitted_alpha'] is not None else '-'} | {f:+.1%} [{fc[0]:+.1%}, {fc[1]:+.1%}] | "
             f"{r['unfitted_forgetting_clipped']:+.1%} | {r['exact_match']:.3f} ({r['gain']:+.3f} [{g[0]:+.3f}, "
             f"{g[1]:+.3f}]) | {r['sft']['exact_match']:.3f} | {r['sft']['forgetting_clipped']:+.1%} | "
-            f"{r['gain_ratio_vs_sft']:.2f} | {r['wall_seconds']:.0f} |")
-    lines += ["", "Wall seconds per stage (replay and evaluate_base near 0: reused from the Prefect cache, computed by "
-              "the first run in this work dir):", ""]
+            f"{r['gain_ratio_vs_sft']:.2f} | {same_steps_cells(r)} | {r['wall_seconds']:.0f} |")
+    lines += ["", "Wall seconds per stage (replay and evaluate_base near 0 where the Prefect cache reused what the "
+              "first run in this work dir computed):", ""]
     for r in result["seeds"]:
         lines.append(f"- seed {r['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_seconds"].items()))
     s = result["summary"]
@@ -155,6 +198,26 @@ def markdown(result: dict) -> str:
               f"{', '.join(f'{v:.2f}' for v in s['gain_ratios'])}); target >= {MIN_GAIN_RATIO}: "
               f"{'met' if s['gain_target_met'] else 'missed'}. Gate passed on {s['passed']} of {len(result['seeds'])} "
               "seeds.", ""]
+    if "exact_match_minus_sft" in s:
+        def interval(stat, fmt):
+            return f"{fmt(stat['mean'])} [{fmt(stat['ci'][0])}, {fmt(stat['ci'][1])}]"
+
+        pct, num = (lambda v: f"{v:+.1%}"), (lambda v: f"{v:.3f}")
+        diff = s["exact_match_minus_sft"]
+        lines += ["Means over seeds with 95% t-intervals:", "",
+                  f"- forgetting the gate read {interval(s['forgetting_gated'], pct)}; as trained "
+                  f"{interval(s['forgetting_as_trained'], pct)}; plain SFT {interval(s['sft_forgetting'], pct)}",
+                  f"- exact match {interval(s['exact_match'], num)}; plain SFT {interval(s['sft_exact_match'], num)}",
+                  f"- exact match minus SFT's, paired by seed: {interval(diff, lambda v: f'{v:+.3f}')} "
+                  f"({'beyond' if diff['exceeds_noise'] else 'within'} the noise)"]
+        if s.get("exact_match_minus_sft_same_steps"):
+            same = s["exact_match_minus_sft_same_steps"]
+            lines += [f"- against SFT for the same optimizer steps: exact match "
+                      f"{interval(s['sft_same_steps_exact_match'], num)}, forgetting "
+                      f"{interval(s['sft_same_steps_forgetting'], pct)}; the run's exact match minus it "
+                      f"{interval(same, lambda v: f'{v:+.3f}')} ({'beyond' if same['exceeds_noise'] else 'within'} "
+                      f"the noise); ratios per seed {', '.join(f'{v:.2f}' for v in s['gain_ratios_same_steps'])}"]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -183,7 +246,7 @@ def main() -> None:
         "sft_reference": list(SFT_REFERENCE), "seeds": rows,
         "summary": {"gain_ratios": ratios, "gain_ratio_mean": statistics.fmean(ratios) if ratios else None,
                     "gain_target_met": bool(ratios) and min(ratios) >= MIN_GAIN_RATIO,
-                    "passed": sum(r["gate"]["passed"] for r in rows)},
+                    "passed": sum(r["gate"]["passed"] for r in rows), **over_seeds(rows)},
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"default_run{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
