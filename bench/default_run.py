@@ -1,21 +1,21 @@
 """The main job over seeds: `nofrog run --config configs/default.yaml` at train.seed k, and the
-plain-SFT reference the default must keep 90% of (constant LR 2e-5, no replay, nothing frozen,
-the same epochs over the same task rows; capped at the default run's optimizer steps, but with 8
-task rows per step where the default trains 6 task + 2 replay rows, its 3 epochs end at 135 of
-the default's 180 steps), scored on the same held-out questions and general suite. A second
-reference trains plain SFT for exactly the run's optimizer steps (a third more task rows), the
-issue's literal "same steps"; the target is read against both.
+plain-SFT reference the default must keep 90% of: constant LR 2e-5, no replay, nothing frozen,
+for exactly the run's optimizer steps with the run's task rows per step (the default trains 8
+task rows + 2 replay rows a step, so SFT trains batches of 8: the same steps and the same task
+rows), scored on the same held-out questions and general suite against the run's base scores.
 
 Per seed it reports what the user's run decided: the gate, the fit (if any), the forgetting the
 gate read with its interval, the held-out exact match and its gain with their intervals, the
-wall time of every stage, and the SFT reference's exact match and forgetting. Writes
+wall time of every stage, and the SFT reference's exact match and forgetting; over seeds, the
+means with t-intervals and the exact match minus SFT's paired by seed. Writes
 bench/results/default_run.{json,md}. A seed whose run (or reference) finished is reused.
 
-    .venv/bin/python bench/default_run.py --seeds 3            # ~17 + 7 min per seed on 2 CPU cores
+    .venv/bin/python bench/default_run.py --seeds 3            # ~13-19 + 8 min per seed on 2 CPU cores
 
 A candidate recipe runs through the same main job with `--set key=value` (repeatable) on top of
 configs/default.yaml and `--name N` (its own work dir and bench/results/default_run_N.{json,md});
-the SFT reference does not depend on the recipe, so a finished one is reused from any run's work.
+the SFT reference depends only on the seed, steps and task rows, so a finished one is reused from
+any run's work.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from nofrog_core.evaluate.comparison import mean_interval, paired_seed_difference
+from nofrog_core.train.loop import rows_per_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "default.yaml"
@@ -73,21 +74,27 @@ def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     return run_dir
 
 
-def sft_reference(seed: int, steps: int, run_dir: Path, work: Path, same_steps: bool = False) -> dict:
-    """Plain SFT scored against the run's own base scores: on the same task rows (the default's
-    epochs, at most its steps) or, with `same_steps`, for the run's optimizer steps (8 task rows
-    each where the run trains 6 + 2 replay rows: a third more task rows). It lives beside the
-    recipes' work dirs, keyed by seed and steps, so every recipe at that budget shares it."""
+def task_rows_per_step(run_dir: Path) -> int:
+    """The task rows of each of the run's micro-batches (its batch less the replay rows); the SFT
+    reference inherits the run's grad_accum, so it sees the same task rows per optimizer step."""
+    config = json.loads((run_dir / "train" / "metadata.json").read_text())["config"]
+    train = config["train"]
+    task_rows, _ = rows_per_batch(train["batch_size"], config["replay"]["mix"]["ratio"], has_replay=True)
+    return task_rows
+
+
+def sft_reference(seed: int, steps: int, task_rows: int, run_dir: Path, work: Path) -> dict:
+    """Plain SFT for the run's optimizer steps at its task rows per step, scored against the run's
+    own base scores. It lives beside the recipes' work dirs, keyed by seed, steps and rows, so
+    every recipe at that budget shares it."""
     work = work.parent / "sft-reference"
     work.mkdir(parents=True, exist_ok=True)
-    # "_plain": freeze_bottom and llrd reset too
-    out = work / f"seed{seed}_steps{steps}_plain{'_same_steps' if same_steps else ''}"
+    out = work / f"seed{seed}_steps{steps}_rows{task_rows}_plain"  # "_plain": freeze_bottom and llrd reset too
     report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
     if not report_file.exists():
-        replay_dir = json.loads((run_dir / "train" / "metadata.json").read_text())["replay"]["dir"]
-        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.max_steps={steps}", f"replay.mix.dir={replay_dir}",
-                     *(["train.epochs=1000"] if same_steps else [])]  # epochs never bind: max_steps stops it
-        log(f"seed {seed}: SFT reference, {steps} steps{' exactly' if same_steps else ''} ({' '.join(SFT_REFERENCE)})")
+        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.batch_size={task_rows}",
+                     f"train.max_steps={steps}", "train.epochs=1000"]  # epochs never bind: max_steps stops it
+        log(f"seed {seed}: SFT reference, {steps} steps of {task_rows} task rows ({' '.join(SFT_REFERENCE)})")
         started = time.time()
         nofrog(["train", "--config", str(CONFIG), *sets(overrides), "--out", str(out / "train")], work,
                work / f"sft_seed{seed}.log")
@@ -113,11 +120,13 @@ def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
     unfitted = run_dir / "forgetting_unfitted.json"
     unfitted_report = json.loads(unfitted.read_text()) if unfitted.exists() else report
     meta = json.loads((run_dir / "train" / "metadata.json").read_text())
-    sft = sft_reference(seed, summary["train_steps"], run_dir, work)
+    task_rows = task_rows_per_step(run_dir)
+    sft = sft_reference(seed, summary["train_steps"], task_rows, run_dir, work)
     replay_meta = json.loads((Path(meta["replay"]["dir"]) / "metadata.json").read_text())
     row = {
         "seed": seed, "run_dir": str(run_dir),
         "engine": meta["training"]["engine"], "world_size": meta["training"].get("world_size"),
+        "task_rows_per_step": task_rows,
         "replay_backend": replay_meta["backend"], "train_steps": summary["train_steps"],
         "gate": summary["gate"], "registered": summary["registered"],
         "fitted_alpha": summary["fit"]["chosen"]["alpha"] if summary.get("fit") and summary["fit"]["chosen"] else None,
@@ -131,12 +140,6 @@ def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
                 "forgetting_clipped_ci": sft["forgetting_clipped_ci"]},
     }
     row["gain_ratio_vs_sft"] = row["exact_match"] / row["sft"]["exact_match"] if row["sft"]["exact_match"] else None
-    same = sft_reference(seed, summary["train_steps"], run_dir, work, same_steps=True)
-    row["sft_same_steps"] = {**gain_row(same), "train_steps": same["train_steps"],
-                             "forgetting_clipped": same["forgetting_clipped"],
-                             "forgetting_clipped_ci": same["forgetting_clipped_ci"]}
-    row["gain_ratio_vs_sft_same_steps"] = (row["exact_match"] / same["gain_tasks"][0]["after"]
-                                           if same["gain_tasks"][0]["after"] else None)
     return row
 
 
@@ -153,33 +156,19 @@ def over_seeds(rows: list[dict]) -> dict:
         "sft_exact_match": mean_interval(column(lambda r: r["sft"]["exact_match"])),
         "exact_match_minus_sft": paired_seed_difference(column(lambda r: r["exact_match"]),
                                                         column(lambda r: r["sft"]["exact_match"])),
-        "sft_same_steps_forgetting": mean_interval(column(lambda r: r["sft_same_steps"]["forgetting_clipped"])),
-        "sft_same_steps_exact_match": mean_interval(column(lambda r: r["sft_same_steps"]["exact_match"])),
-        "exact_match_minus_sft_same_steps": paired_seed_difference(
-            column(lambda r: r["exact_match"]), column(lambda r: r["sft_same_steps"]["exact_match"])),
-        "gain_ratios_same_steps": column(lambda r: r["gain_ratio_vs_sft_same_steps"]),
     }
-
-
-def same_steps_cells(row: dict) -> str:
-    same = row.get("sft_same_steps")
-    if not same:
-        return "- | -"
-    return (f"{same['exact_match']:.3f} ({same['forgetting_clipped']:+.1%}, {same['train_steps']} steps) | "
-            f"{row['gain_ratio_vs_sft_same_steps']:.2f}")
 
 
 def markdown(result: dict) -> str:
     title = " ".join(["nofrog run --config configs/default.yaml", *(f"--set {v}" for v in result["recipe"])])
     lines = [f"# The main job over seeds: `{title}`", "",
              f"Produced by `{result['command']}` on {result['machine']['cpus']} CPU cores. SFT reference: "
-             f"{', '.join(SFT_REFERENCE)}, the default's epochs over the same task rows (at most the default's "
-             "steps: 8 task rows per step where the default trains 6 + 2 replay rows, so it stops at 3/4 of them), "
-             "scored on the same base results.", "",
+             f"{', '.join(SFT_REFERENCE)}, for the run's optimizer steps at its task rows per step (the same "
+             "steps and the same task rows; the run adds its replay rows on top), scored on the same base results.",
+             "",
              "| seed | engine | replay | gate | fit alpha | forgetting (clipped) [95%] | unfitted | exact match "
-             "(gain [95%]) | SFT exact match | SFT forgetting | EM / SFT EM | SFT same steps: EM (forgetting) | "
-             "EM / that | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(gain [95%]) | SFT steps x task rows | SFT exact match | SFT forgetting | EM / SFT EM | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["seeds"]:
         f, fc = r["forgetting_clipped"], r["forgetting_clipped_ci"]
         g = r["gain_ci"]
@@ -187,8 +176,8 @@ def markdown(result: dict) -> str:
             f"| {r['seed']} | {r['engine']} | {r['replay_backend']} | {r['gate']['label']} | "
             f"{r['fitted_alpha'] if r['fitted_alpha'] is not None else '-'} | {f:+.1%} [{fc[0]:+.1%}, {fc[1]:+.1%}] | "
             f"{r['unfitted_forgetting_clipped']:+.1%} | {r['exact_match']:.3f} ({r['gain']:+.3f} [{g[0]:+.3f}, "
-            f"{g[1]:+.3f}]) | {r['sft']['exact_match']:.3f} | {r['sft']['forgetting_clipped']:+.1%} | "
-            f"{r['gain_ratio_vs_sft']:.2f} | {same_steps_cells(r)} | {r['wall_seconds']:.0f} |")
+            f"{g[1]:+.3f}]) | {r['sft']['train_steps']} x {r['task_rows_per_step']} | {r['sft']['exact_match']:.3f} | "
+            f"{r['sft']['forgetting_clipped']:+.1%} | {r['gain_ratio_vs_sft']:.2f} | {r['wall_seconds']:.0f} |")
     lines += ["", "Wall seconds per stage (replay and evaluate_base near 0 where the Prefect cache reused what the "
               "first run in this work dir computed):", ""]
     for r in result["seeds"]:
@@ -210,13 +199,6 @@ def markdown(result: dict) -> str:
                   f"- exact match {interval(s['exact_match'], num)}; plain SFT {interval(s['sft_exact_match'], num)}",
                   f"- exact match minus SFT's, paired by seed: {interval(diff, lambda v: f'{v:+.3f}')} "
                   f"({'beyond' if diff['exceeds_noise'] else 'within'} the noise)"]
-        if s.get("exact_match_minus_sft_same_steps"):
-            same = s["exact_match_minus_sft_same_steps"]
-            lines += [f"- against SFT for the same optimizer steps: exact match "
-                      f"{interval(s['sft_same_steps_exact_match'], num)}, forgetting "
-                      f"{interval(s['sft_same_steps_forgetting'], pct)}; the run's exact match minus it "
-                      f"{interval(same, lambda v: f'{v:+.3f}')} ({'beyond' if same['exceeds_noise'] else 'within'} "
-                      f"the noise); ratios per seed {', '.join(f'{v:.2f}' for v in s['gain_ratios_same_steps'])}"]
         lines.append("")
     return "\n".join(lines)
 

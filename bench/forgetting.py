@@ -142,8 +142,8 @@ def method_arms(sft_lr: float) -> list[Arm]:
         Arm("default_recipe_fit", "(11b) default recipe + gate.fit (interpolated into the 3% budget)",
             default_recipe + fitted, UNBIASED_TEMPERATURE, fit_of="default_recipe"),
         # The same on the layers LLRD/freeze leaves trainable: configs/default.yaml's layers, at the authors'
-        # FINCH LRs (the default now doubles them: bench/screen_default.py). Replay rows are fresh draws
-        # here too: 36 rows from 64 samples.
+        # FINCH LRs (the default now runs 2.5x them, its replay rows on top of 8 task rows:
+        # bench/screen_default.py). Replay rows are fresh draws here too: 36 rows from 64 samples.
         Arm("default_recipe_llrd", "(12) default recipe + LLRD 0.9 + bottom 80% frozen",
             default_recipe + LLRD_FREEZE, UNBIASED_TEMPERATURE),
         Arm("default_recipe_llrd_fit", "(12b) (12) + gate.fit (interpolated into the 3% budget)",

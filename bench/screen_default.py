@@ -7,7 +7,7 @@ sample count and shared. One seed is a screen, not a claim: it picks which recip
 job (`bench/default_run.py`) runs.
 
     .venv/bin/python bench/screen_default.py             # every candidate; finished ones are reused
-    .venv/bin/python bench/screen_default.py --only hi_lr_fresh_replay
+    .venv/bin/python bench/screen_default.py --only task8_plus_replay2_hi5
 
 Work: bench/work/screen/<name>/. Results: bench/results/default_recipe_screen.{json,md}.
 """
@@ -29,38 +29,47 @@ WORK = ROOT / "bench" / "work" / "screen"
 RESULTS = ROOT / "bench" / "results"
 NOFROG = Path(sys.executable).parent / "nofrog"
 SEED = 0
-HI_LR = ("train.finch.base_lr=4e-5", "train.finch.lr_max=1e-4")
-REUSED = ("replay.num_samples=128",)  # the previous default's set: 128 samples for 360 replay rows
+# The candidates below are written against configs/default.yaml as it is now; these name what the
+# earlier defaults had, so each line still reproduces the run it names.
+PREVIOUS_MIX = ("train.batch_size=8", "replay.mix.ratio=0.25")  # 6 task rows + 2 replay rows a step, 180 steps
+LR_2E5 = ("train.finch.base_lr=2e-5", "train.finch.lr_max=5e-5")  # FINCH at the authors' LRs
+LR_3E5 = ("train.finch.base_lr=3e-5", "train.finch.lr_max=7.5e-5")
+LR_4E5 = ("train.finch.base_lr=4e-5", "train.finch.lr_max=1e-4")
+REUSED = ("replay.num_samples=128",)  # 128 samples for 360 replay rows: each seen 2.8 times
 
 
 @dataclass(frozen=True)
 class Candidate:
     name: str
     label: str
-    overrides: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()  # on top of configs/default.yaml as it is now
     interpolate: tuple[str, float] | None = None  # (candidate, alpha): a weight mix instead of a training run
 
 
 CANDIDATES = [
     Candidate("llrd_freeze", "LLRD 0.9 + bottom 80% frozen, FINCH 2e-5 / 5e-5, replay samples reused 2.8x",
-              REUSED),
+              REUSED + PREVIOUS_MIX + LR_2E5),
     Candidate("llrd_freeze_hi", "the same at twice the LR (FINCH 4e-5 / 1e-4), replay samples reused 2.8x",
-              REUSED + HI_LR),
+              REUSED + PREVIOUS_MIX + LR_4E5),
     Candidate("sft_llrd_freeze", "constant LR 2e-5, no replay, embedding trainable, LLRD 0.9 + bottom 80% frozen",
-              ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "train.freeze_embeddings=false")),
+              ("train.schedule=constant", "train.lr=2e-5", "train.batch_size=8", "replay.mix.ratio=0",
+               "train.freeze_embeddings=false")),
     Candidate("emb_trainable", "LLRD/freeze at FINCH 2e-5, embedding trainable, replay samples reused 2.8x",
-              REUSED + ("train.freeze_embeddings=false",)),
+              REUSED + PREVIOUS_MIX + LR_2E5 + ("train.freeze_embeddings=false",)),
     Candidate("hi_replay50", "twice the LR, half of every batch replay: 128 samples reused 8.4x",
-              REUSED + HI_LR + ("replay.mix.ratio=0.5",)),
-    Candidate("no_replay", "LLRD/freeze at FINCH 2e-5, no replay", ("replay.mix.ratio=0",)),
+              REUSED + LR_4E5 + ("train.batch_size=8", "replay.mix.ratio=0.5")),
+    Candidate("no_replay", "LLRD/freeze at FINCH 2e-5, no replay", LR_2E5 + ("train.batch_size=8", "replay.mix.ratio=0")),
     Candidate("fresh_replay", "LLRD/freeze at FINCH 2e-5, 400 replay samples: every replay row a fresh draw",
-              ("replay.num_samples=400",)),
-    Candidate("hi_lr_fresh_replay", "twice the LR (FINCH 4e-5 / 1e-4), every replay row a fresh draw",
-              ("replay.num_samples=400",) + HI_LR),
+              PREVIOUS_MIX + LR_2E5),
+    Candidate("hi_lr_fresh_replay", "twice the LR (FINCH 4e-5 / 1e-4), every replay row a fresh draw: "
+              "the previous default", PREVIOUS_MIX + LR_4E5),
     Candidate("mid_lr_fresh_replay", "1.5x the LR (FINCH 3e-5 / 7.5e-5), every replay row a fresh draw",
-              ("replay.num_samples=400", "train.finch.base_lr=3e-5", "train.finch.lr_max=7.5e-5")),
+              PREVIOUS_MIX + LR_3E5),
     Candidate("hi5_lr_fresh_replay", "2.5x the LR (FINCH 5e-5 / 1.25e-4), every replay row a fresh draw",
-              ("replay.num_samples=400", "train.finch.base_lr=5e-5", "train.finch.lr_max=1.25e-4")),
+              PREVIOUS_MIX),
+    Candidate("task8_plus_replay2", "8 task rows + 2 replay rows a step (batch 10, ratio 0.2): plain SFT's task "
+              "rows and steps (135), replay on top; FINCH 4e-5 / 1e-4", LR_4E5),
+    Candidate("task8_plus_replay2_hi5", "the same at 2.5x the LR (FINCH 5e-5 / 1.25e-4): the default now"),
     Candidate("llrd_freeze_hi_a0.5", "the reused-replay twice-LR candidate interpolated at alpha 0.5",
               interpolate=("llrd_freeze_hi", 0.5)),
     Candidate("llrd_freeze_a0.8125", "the reused-replay LLRD/freeze candidate interpolated at alpha 0.8125",
@@ -145,7 +154,8 @@ def markdown(result: dict) -> str:
              "(`default_run.md`) runs. Produced by `python bench/screen_default.py`: each candidate is "
              "`configs/default.yaml` with the changes shown, trained in process (the loop Ray Train runs) and "
              "scored against one shared base evaluation. "
-             f"SFT reference (constant LR 2e-5, the same task rows, from `{sft['from']}`): exact match "
+             f"SFT reference (constant LR 2e-5, {sft['train_steps']} steps of 8 task rows: the 1080 task rows "
+             f"every candidate trains, from `{sft['from']}`): exact match "
              f"{sft['exact_match']:.3f}, forgetting {sft['forgetting_clipped']:+.1%}. The default before LLRD/freeze "
              f"(FINCH + replay, all layers) forgot {old['forgetting_clipped']:+.1%} as trained at {old['exact_match']:.3f} "
              "exact match (`default_run_finch_replay.json`).", "",
