@@ -72,7 +72,7 @@ def prepare_base_model(config) -> dict:
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def generate_replay(config, base: dict) -> str:
     """Context-free samples of the base model, in a directory shared by every run with the same request."""
-    out_dir = replay_cache_dir(config, base)
+    out_dir = replay_cache_dir(config, base).resolve()  # absolute: Ray Train workers run in another cwd
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     run_replay(config, out_dir)
     return str(out_dir)
@@ -80,7 +80,9 @@ def generate_replay(config, base: dict) -> str:
 
 def cached_replay(config, base: dict) -> str:
     """generate_replay through Prefect's cache, regenerating when the cached directory was deleted."""
-    replay_dir = generate_replay(config, base)
+    # Resolved here too: a result cached before replay paths were absolute may be relative (to this
+    # directory: the cache key names the resolved path).
+    replay_dir = str(Path(generate_replay(config, base)).resolve())
     if not (Path(replay_dir) / "metadata.json").exists():
         replay_dir = generate_replay.with_options(refresh_cache=True)(config, base)
     return replay_dir
