@@ -74,12 +74,11 @@ def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     return run_dir
 
 
-def task_rows_per_step(run_dir: Path) -> int:
-    """The task rows of each of the run's micro-batches (its batch less the replay rows); the SFT
-    reference inherits the run's grad_accum, so it sees the same task rows per optimizer step."""
-    config = json.loads((run_dir / "train" / "metadata.json").read_text())["config"]
-    train = config["train"]
-    task_rows, _ = rows_per_batch(train["batch_size"], config["replay"]["mix"]["ratio"], has_replay=True)
+def task_rows_per_batch(config: dict) -> int:
+    """The task rows of each of the run's micro-batches (its batch less the replay rows), from the
+    config its training recorded; the SFT reference inherits the run's grad_accum, so it sees the
+    same task rows per optimizer step."""
+    task_rows, _ = rows_per_batch(config["train"]["batch_size"], config["replay"]["mix"]["ratio"], has_replay=True)
     return task_rows
 
 
@@ -120,7 +119,7 @@ def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
     unfitted = run_dir / "forgetting_unfitted.json"
     unfitted_report = json.loads(unfitted.read_text()) if unfitted.exists() else report
     meta = json.loads((run_dir / "train" / "metadata.json").read_text())
-    task_rows = task_rows_per_step(run_dir)
+    task_rows = task_rows_per_batch(meta["config"])
     sft = sft_reference(seed, summary["train_steps"], task_rows, run_dir, work)
     replay_meta = json.loads((Path(meta["replay"]["dir"]) / "metadata.json").read_text())
     row = {

@@ -58,7 +58,8 @@ CANDIDATES = [
               REUSED + PREVIOUS_MIX + LR_2E5 + ("train.freeze_embeddings=false",)),
     Candidate("hi_replay50", "twice the LR, half of every batch replay: 128 samples reused 8.4x",
               REUSED + LR_4E5 + ("train.batch_size=8", "replay.mix.ratio=0.5")),
-    Candidate("no_replay", "LLRD/freeze at FINCH 2e-5, no replay", LR_2E5 + ("train.batch_size=8", "replay.mix.ratio=0")),
+    Candidate("no_replay", "LLRD/freeze at FINCH 2e-5, no replay",
+              LR_2E5 + ("train.batch_size=8", "replay.mix.ratio=0")),
     Candidate("fresh_replay", "LLRD/freeze at FINCH 2e-5, 400 replay samples: every replay row a fresh draw",
               PREVIOUS_MIX + LR_2E5),
     Candidate("hi_lr_fresh_replay", "twice the LR (FINCH 4e-5 / 1e-4), every replay row a fresh draw: "

@@ -41,12 +41,12 @@ def retry_transient(task_, task_run, state) -> bool:
 def replay_cache_dir(config, base: dict) -> Path:
     """One directory per replay request, named by the replay stage's own request key."""
     key = request_key(base["content_hash"], config.replay.backend, config.replay)
-    return Path(config.tracking.output_dir) / "replay-cache" / json_sha256(key)[:16]
+    return (Path(config.tracking.output_dir) / "replay-cache" / json_sha256(key)[:16]).resolve()
 
 
 def _replay_cache_key(context, parameters) -> str:
     # The result is a path: the key names the directory too, so another project's cache never answers.
-    out_dir = replay_cache_dir(parameters["config"], parameters["base"]).resolve()
+    out_dir = replay_cache_dir(parameters["config"], parameters["base"])
     return "replay-" + json_sha256({"dir": str(out_dir)})[:16]
 
 
@@ -72,7 +72,7 @@ def prepare_base_model(config) -> dict:
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def generate_replay(config, base: dict) -> str:
     """Context-free samples of the base model, in a directory shared by every run with the same request."""
-    out_dir = replay_cache_dir(config, base).resolve()  # absolute: Ray Train workers run in another cwd
+    out_dir = replay_cache_dir(config, base)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     run_replay(config, out_dir)
     return str(out_dir)
@@ -80,9 +80,7 @@ def generate_replay(config, base: dict) -> str:
 
 def cached_replay(config, base: dict) -> str:
     """generate_replay through Prefect's cache, regenerating when the cached directory was deleted."""
-    # Resolved here too: a result cached before replay paths were absolute may be relative (to this
-    # directory: the cache key names the resolved path).
-    replay_dir = str(Path(generate_replay(config, base)).resolve())
+    replay_dir = generate_replay(config, base)
     if not (Path(replay_dir) / "metadata.json").exists():
         replay_dir = generate_replay.with_options(refresh_cache=True)(config, base)
     return replay_dir

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 
@@ -68,3 +69,15 @@ def test_a_non_finite_loss_under_ray_is_the_same_clear_error(ray_cluster, tiny_c
     with pytest.raises(NonFiniteLoss, match=r"training stopped at step \d: loss .* is not finite"):
         run_training(config, tmp_path / "train")
     assert not (tmp_path / "train" / "model").exists()
+
+
+def test_relative_paths_in_the_config_mean_the_driver_directory(ray_cluster, tiny_config, tiny_model_dir, tmp_path,
+                                                                monkeypatch):
+    # Ray starts its workers in a session directory of its own; a worker must still find what a
+    # relative path names from where the user ran nofrog (a fresh clone's `runs/replay-cache/...`).
+    monkeypatch.chdir(tmp_path)
+    relative_model = os.path.relpath(tiny_model_dir, tmp_path)
+    config = two_workers(tiny_config, f"model.name_or_path={relative_model}", "train.max_steps=1",
+                         "train.checkpoint_every=0")
+    out = run_training(config, tmp_path / "train")
+    assert [h["step"] for h in read_history(out["history"])] == [1]

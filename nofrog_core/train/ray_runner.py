@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ def _train_worker(loop_config: dict) -> None:
     from .inputs import load_worker_inputs
     from .loop import Trainer
 
+    # Ray starts workers in its own session directory; the config's relative paths (data, replay,
+    # model) mean the driver's directory, which a local cluster's worker can enter.
+    if Path(loop_config["cwd"]).is_dir():
+        os.chdir(loop_config["cwd"])
     config = loop_config["config"]
     torch.set_num_threads(config.compute.torch_threads or config.compute.cpus_per_worker)
     context = ray.train.get_context()
@@ -57,7 +62,8 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
     storage = Path(compute.storage_path or out_dir / "ray").resolve()
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "hooks": list(hooks)},
+        train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "hooks": list(hooks),
+                           "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=compute.num_workers, use_gpu=compute.use_gpu,
                                      resources_per_worker={"CPU": compute.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if compute.use_gpu else "gloo"),
