@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .outputs import reusable_metadata
+from .outputs import reusable_metadata, write_json, write_text
 
 FIRST_NAMES = [
     "Maren", "Tobiah", "Elsqueth", "Corvin", "Ysolde", "Bramwell", "Liesl", "Oriel", "Thaddeus", "Wenna",
@@ -131,7 +131,7 @@ def make_date_task(count: int, seed: int = 0) -> Rows:
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_demo_task(out_dir: Path, count: int, seed: int = 0, task: str = "people") -> dict[str, Path]:
@@ -147,10 +147,13 @@ def write_demo_task(out_dir: Path, count: int, seed: int = 0, task: str = "peopl
         meta["facts"] = list(QUESTIONS)
     else:
         meta["task"] = task
-    reusable_metadata(out_dir, lambda old: old == meta, "dataset")
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": out_dir / "train.jsonl", "heldout": out_dir / "heldout.jsonl"}
+    # Finished before (metadata.json is written last): read, never rewritten, since every Ray
+    # worker of a run comes here for the same files while the others may be reading them.
+    if reusable_metadata(out_dir, lambda old: old == meta, "dataset"):
+        return paths
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(train, paths["train"])
     write_jsonl(heldout, paths["heldout"])
-    (out_dir / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out_dir / "metadata.json", meta)
     return paths

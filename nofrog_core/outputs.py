@@ -8,6 +8,7 @@ written are never overwritten.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -43,16 +44,22 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {err.strerror or err} ({directory})") from None
 
 
-def write_json(path: Path, data) -> Path:
+def write_text(path: Path, text: str) -> Path:
     """Written whole or not at all: a temp file beside the target, then a rename (a full disk or a
-    kill leaves the old file or none, never half of one)."""
+    kill leaves the old file or none, never half of one). The temp file is this process's own, so
+    processes writing the same file at once (Ray workers sharing a cache) never mix their bytes."""
     path = Path(path)
-    staging = path.with_name(f".{path.name}.partial")
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging.write_text(json.dumps(data, indent=2) + "\n")
+        staging.write_text(text)
         staging.replace(path)
     except OSError as err:
         staging.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
     return path
+
+
+def write_json(path: Path, data) -> Path:
+    """`write_text` of `data` as indented JSON."""
+    return write_text(path, json.dumps(data, indent=2) + "\n")

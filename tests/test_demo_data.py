@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -57,3 +58,15 @@ def test_the_built_in_task_is_chosen_by_config_and_an_unknown_one_is_named(tmp_p
     assert len(rows) == 12 and all("date" in r for r in rows)
     with pytest.raises(ConfigError, match="data.builtin_task.*unknown built-in task 'recipes'"):
         load_config(None, ["data.builtin_task=recipes"])
+
+
+def test_a_finished_demo_task_is_read_not_rewritten(tmp_path):
+    # Every Ray worker of a run asks for the same files while the others read them: a second
+    # request must leave the finished files alone (a rewrite truncates them under a reader).
+    first = write_demo_task(tmp_path / "task", 4, seed=0)
+    stamps = {name: path.stat().st_mtime_ns for name, path in first.items()}
+    os.utime(first["train"], ns=(1, 1))  # a rewrite would set a new mtime
+    second = write_demo_task(tmp_path / "task", 4, seed=0)
+    assert second == first and second["train"].stat().st_mtime_ns == 1
+    assert second["heldout"].stat().st_mtime_ns == stamps["heldout"]
+    assert not list((tmp_path / "task").glob(".*partial"))  # no staging file left behind
