@@ -1,7 +1,7 @@
 """The main job over seeds: `nofrog run --config configs/default.yaml` at train.seed k, and the
 plain-SFT reference the default must keep 90% of: constant LR 2e-5, no replay, nothing frozen,
 for exactly the run's optimizer steps with the run's task rows per step (the default trains 8
-task rows + 4 replay rows a step, so SFT trains batches of 8: the same steps and the same task
+task rows + 2 replay rows a step, so SFT trains batches of 8: the same steps and the same task
 rows), scored on the same held-out questions and general suite against the run's base scores.
 
 Per seed it reports what the user's run decided: the gate, the fit (if any), the forgetting the
