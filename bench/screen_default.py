@@ -67,7 +67,7 @@ CANDIDATES = [
     Candidate("fresh_replay", "LLRD/freeze at FINCH 2e-5, 400 replay samples: every replay row a fresh draw",
               PREVIOUS_MIX + FRESH400 + LR_2E5),
     Candidate("hi_lr_fresh_replay", "twice the LR (FINCH 4e-5 / 1e-4), every replay row a fresh draw: "
-              "the default two recipes ago", PREVIOUS_MIX + FRESH400 + LR_4E5),
+              "the previous default", PREVIOUS_MIX + FRESH400 + LR_4E5),
     Candidate("mid_lr_fresh_replay", "1.5x the LR (FINCH 3e-5 / 7.5e-5), every replay row a fresh draw",
               PREVIOUS_MIX + FRESH400 + LR_3E5),
     Candidate("hi5_lr_fresh_replay", "2.5x the LR (FINCH 5e-5 / 1.25e-4), every replay row a fresh draw",
