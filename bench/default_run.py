@@ -112,6 +112,13 @@ def gain_row(report: dict) -> dict:
             "gain_ci": report["task_gain_ci"]}
 
 
+def task_drops(report: dict) -> dict:
+    """Each forgetting task's relative drop, with its right-to-wrong / wrong-to-right item counts:
+    which old capability the forgetting figure comes from."""
+    return {t["task"]: {"drop": t["drop"], "right_to_wrong": t.get("right_to_wrong"),
+                        "wrong_to_right": t.get("wrong_to_right")} for t in report["forgetting_tasks"]}
+
+
 def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
     run_dir = default_run(seed, work, recipe)
     summary = json.loads((run_dir / "run_summary.json").read_text())
@@ -134,6 +141,7 @@ def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
         "unfitted_forgetting_clipped_ci": unfitted_report["forgetting_clipped_ci"],
         **gain_row(report),
         "unfitted": gain_row(unfitted_report),
+        "task_drops": task_drops(report), "unfitted_task_drops": task_drops(unfitted_report),
         "stage_seconds": summary["stage_seconds"], "wall_seconds": round(sum(summary["stage_seconds"].values()), 1),
         "sft": {**gain_row(sft), "train_steps": sft["train_steps"], "forgetting_clipped": sft["forgetting_clipped"],
                 "forgetting_clipped_ci": sft["forgetting_clipped_ci"]},
@@ -156,6 +164,19 @@ def over_seeds(rows: list[dict]) -> dict:
         "exact_match_minus_sft": paired_seed_difference(column(lambda r: r["exact_match"]),
                                                         column(lambda r: r["sft"]["exact_match"])),
     }
+
+
+def drops_table(rows: list[dict]) -> list[str]:
+    """Per-task drops of each seed, as the gate read them and as trained (before any fit)."""
+    tasks = list(rows[0].get("task_drops", {})) if rows else []
+    if not tasks or any("task_drops" not in r for r in rows):
+        return []  # results written before the rows recorded them
+    lines = ["", "Per-task drops, as the gate read them / as trained (the forgetting figure's parts):", "",
+             "| seed | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for r in rows:
+        cells = [f"{r['task_drops'][t]['drop']:+.1%} / {r['unfitted_task_drops'][t]['drop']:+.1%}" for t in tasks]
+        lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def markdown(result: dict) -> str:
@@ -181,6 +202,7 @@ def markdown(result: dict) -> str:
               "first run in this work dir computed):", ""]
     for r in result["seeds"]:
         lines.append(f"- seed {r['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["stage_seconds"].items()))
+    lines += drops_table(result["seeds"])
     s = result["summary"]
     lines += ["", f"Over seeds: exact match / SFT's {s['gain_ratio_mean']:.2f} (per seed "
               f"{', '.join(f'{v:.2f}' for v in s['gain_ratios'])}); target >= {MIN_GAIN_RATIO}: "
