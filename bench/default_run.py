@@ -39,9 +39,10 @@ CONFIG = ROOT / "configs" / "default.yaml"
 RESULTS = ROOT / "bench" / "results"
 NOFROG = Path(sys.executable).parent / "nofrog"
 # Plain SFT whatever the default turns on: every control the recipe may set is reset here.
-SFT_REFERENCE = ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "train.freeze_embeddings=false",
-                 "train.freeze_bottom=0", "train.llrd=1.0", "train.lora.enabled=false", "train.osf.enabled=false",
-                 "train.objective=sft", "compute.num_workers=0", "gate.fit=none")
+SFT_REFERENCE = ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0", "replay.mix.kl_weight=0",
+                 "train.freeze_embeddings=false", "train.freeze_bottom=0", "train.llrd=1.0",
+                 "train.lora.enabled=false", "train.osf.enabled=false", "train.objective=sft", "compute.num_workers=0",
+                 "gate.fit=none")
 MIN_GAIN_RATIO = 0.9
 
 
@@ -166,6 +167,21 @@ def over_seeds(rows: list[dict]) -> dict:
     }
 
 
+def against(rows: list[dict], other_file: Path) -> dict:
+    """This recipe minus another recipe's 3-seed results (an earlier default), paired by seed: the
+    gate's forgetting, the forgetting as trained, and the exact match."""
+    other = {r["seed"]: r for r in json.loads(other_file.read_text())["seeds"]}
+    both = [r for r in rows if r["seed"] in other]
+
+    def paired(get):
+        return paired_seed_difference([get(r) for r in both], [get(other[r["seed"]]) for r in both])
+
+    return {"file": other_file.name, "seeds": [r["seed"] for r in both],
+            "forgetting_gated": paired(lambda r: r["forgetting_clipped"]),
+            "forgetting_as_trained": paired(lambda r: r["unfitted_forgetting_clipped"]),
+            "exact_match": paired(lambda r: r["exact_match"])}
+
+
 def drops_table(rows: list[dict]) -> list[str]:
     """Per-task drops of each seed, as the gate read them and as trained (before any fit)."""
     tasks = list(rows[0].get("task_drops", {})) if rows else []
@@ -220,6 +236,16 @@ def markdown(result: dict) -> str:
                   f"- exact match {interval(s['exact_match'], num)}; plain SFT {interval(s['sft_exact_match'], num)}",
                   f"- exact match minus SFT's, paired by seed: {interval(diff, lambda v: f'{v:+.3f}')} "
                   f"({'beyond' if diff['exceeds_noise'] else 'within'} the noise)"]
+        if "against" in s:
+            other = s["against"]
+            lines += ["", f"This recipe minus `{other['file']}`, paired by seed ({len(other['seeds'])} seeds; "
+                      "mean [95% t-interval]):", ""]
+            for key, name, fmt in (("forgetting_gated", "forgetting the gate read", pct),
+                                   ("forgetting_as_trained", "forgetting as trained", pct),
+                                   ("exact_match", "exact match", lambda v: f"{v:+.3f}")):
+                d = other[key]
+                lines.append(f"- {name}: {interval(d, fmt)} ({'beyond' if d['exceeds_noise'] else 'within'} "
+                             "the noise)")
         lines.append("")
     return "\n".join(lines)
 
@@ -232,6 +258,8 @@ def main() -> None:
     parser.add_argument("--set", dest="recipe", action="append", default=[], metavar="KEY=VALUE",
                         help="a candidate recipe's change to configs/default.yaml (repeatable)")
     parser.add_argument("--name", default=None, help="the candidate's name (default: the shipped default)")
+    parser.add_argument("--against", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="another recipe's results file (an earlier default): adds paired differences")
     args = parser.parse_args()
     if args.recipe and not args.name:
         parser.error("--set needs --name: a candidate's runs and results must not overwrite the default's")
@@ -243,7 +271,8 @@ def main() -> None:
     result = {
         "command": " ".join(["python bench/default_run.py", f"--seeds {args.seeds}",
                              *(f"--set {value}" for value in args.recipe),
-                             *([f"--name {args.name}"] if args.name else [])]),
+                             *([f"--name {args.name}"] if args.name else []),
+                             *([f"--against {args.against}"] if args.against else [])]),
         "recipe": args.recipe,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "sft_reference": list(SFT_REFERENCE), "seeds": rows,
@@ -251,6 +280,8 @@ def main() -> None:
                     "gain_target_met": bool(ratios) and min(ratios) >= MIN_GAIN_RATIO,
                     "passed": sum(r["gate"]["passed"] for r in rows), **over_seeds(rows)},
     }
+    if args.against:
+        result["summary"]["against"] = against(rows, args.against)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"default_run{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.results / f"default_run{suffix}.md").write_text(markdown(result))

@@ -166,6 +166,13 @@ def grid_arms(sft_lr: float) -> list[Arm]:
     return arms
 
 
+# What configs/default.yaml turned on after the arms' results were recorded (LLRD/freeze at 32ad118, the
+# replay KL later): every arm starts from none of them too. They are applied beside the scale but kept
+# out of the request key, which records what an arm's results ran at: before those commits the
+# default held exactly these values, so earlier results stay the same request.
+NEUTRAL = ("train.freeze_bottom=0", "train.llrd=1.0", "replay.mix.kl_weight=0")
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -195,7 +202,7 @@ class Bench:
 
     # ---- inputs shared by every arm ------------------------------------------------------------
     def config(self, overrides) -> object:
-        return load_config(CONFIG, [*self.scale, *overrides])
+        return load_config(CONFIG, [*self.scale, *NEUTRAL, *overrides])
 
     def replay_dir(self, temperature: float) -> Path:
         out = self.work / f"replay-T{temperature}"
@@ -533,7 +540,7 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
     summary = {
         "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "scale": list(bench.scale), "config": str(CONFIG.relative_to(ROOT)),
+        "scale": list(bench.scale), "neutral": list(NEUTRAL), "config": str(CONFIG.relative_to(ROOT)),
         "base": {"results": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
                              for task, metrics in base["results"].items()}, "task_info": base["task_info"]},
         "shared_input_seconds": bench.timings,

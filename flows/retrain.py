@@ -25,6 +25,7 @@ from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
+from nofrog_core.gate import GateDecision
 from nofrog_tasks import stages
 from nofrog_tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
@@ -136,8 +137,10 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
             write_results(after, run_dir / "eval_candidate.json")
             write_results(report, run_dir / "forgetting.json")
             (run_dir / "forgetting.md").write_text(render_markdown(report, "Fitted model vs the base"))
-            decision = {"passed": True, "label": "PASS",
-                        "reason": f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}"}
+            # The gate's own label ("passed"): the registry reads it to find earlier passing versions;
+            # the version's "fitted" tag says that it passed only after the fit.
+            fit_decision = GateDecision(True, f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}")
+            decision = {"passed": True, "label": fit_decision.label, "reason": fit_decision.reason}
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],

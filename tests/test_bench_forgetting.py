@@ -72,6 +72,10 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     assert llrd.replay.mix.ratio == 0.25 and llrd_fitted.gate.fit == "interpolate"
     assert not configs["sft"].train.freeze_embeddings and configs["llrd_freeze_frozen_emb"].train.freeze_embeddings
     assert configs["finch_replay_kl"].replay.mix.kl_weight > 0 and configs["finch_replay"].replay.mix.ratio > 0
+    # What the shipped default turns on (LLRD/freeze, the replay KL) reaches only the arms that test it.
+    for name in ("sft", "finch", "finch_replay", "lora", "osf", "default_recipe"):
+        train, mix = configs[name].train, configs[name].replay.mix
+        assert (train.freeze_bottom, train.llrd, mix.kl_weight) == (0, 1.0, 0), name
     grid = [a for a in arms if a.group == "grid"]
     assert {a.knobs["temperature"] for a in grid} == {1.0, 0.7}
     assert {a.knobs["replay_ratio"] for a in grid} == {0.25, 0.5}

@@ -43,7 +43,9 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
     assert replay_meta["backend"] == "vllm"
     assert train_meta["config"]["train"]["schedule"] == "finch" and train_meta["config"]["replay"]["mix"]["ratio"] > 0
     history = [json.loads(line) for line in (run_dir / "train" / "history.jsonl").read_text().splitlines()]
-    assert all(h["replay_nll"] > 0 for h in history)  # the replay objective trained
+    assert all(h["replay_nll"] > 0 for h in history)  # the replay objective trained,
+    assert train_meta["config"]["replay"]["mix"]["kl_weight"] > 0  # with the replay KL the default adds
+    assert min(h["replay_kl"] for h in history) > -1e-6 and history[-1]["replay_kl"] > 0  # (0 at the base)
     unfitted = json.loads((run_dir / "forgetting_unfitted.json").read_text())
     assert unfitted["forgetting_clipped_ci"][1] > 0.0005  # the candidate as trained failed the gate
     fit = json.loads((run_dir / "fit" / "fit.json").read_text())
@@ -62,6 +64,7 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
                           registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     version = client.get_model_version(registered["registered_model"], registered["version"])
     assert registered["promoted"] and version.tags["fitted"] == f"interpolate alpha={fit['chosen']['alpha']}"
+    assert version.tags["gate"] == "passed"  # the label the registry reads to find earlier passing versions
     assert json.loads((run_dir / "forgetting.json").read_text())["forgetting_clipped_ci"][1] <= 0.0005
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert summary["gate"]["passed"] and set(summary["stage_seconds"]) >= {"replay", "fine_tune", "fit"}
