@@ -167,7 +167,9 @@ def run(candidate: Candidate) -> dict:
             "interpolate": candidate.interpolate, "seed": candidate.seed,
             "forgetting_clipped": scores["forgetting_clipped"], "forgetting_clipped_ci": scores["forgetting_clipped_ci"],
             "exact_match": gain["after"], "gain_ci": scores["task_gain_ci"],
-            "per_task": {t["task"]: t["drop"] for t in scores["forgetting_tasks"]}}
+            "per_task": {t["task"]: t["drop"] for t in scores["forgetting_tasks"]},
+            # wall seconds of the training (in process) and of the evaluation, on the 2-core machine
+            "seconds": json.loads(seconds.read_text()) if (seconds := out / "seconds.json").exists() else None}
 
 
 def markdown(result: dict) -> str:

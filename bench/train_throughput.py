@@ -42,9 +42,8 @@ RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 CONFIG = Path(__file__).parent.parent / "configs" / "default.yaml"
 # The shipped default's batches (replay rows included) with the speed levers undone: fp32, every
 # weight trainable, the for-loop AdamW, logits recomputed in every chunk, task and replay rows
-# padded together to the longest row.
-# The speed arms time the step as the speed issue measured it: without the replay KL the default added
-# later (its frozen base forward is timed by the "default" arm).
+# padded together to the longest row; and without the replay KL, which the default added after the
+# speed issue measured these arms (the "default" arm times it with its frozen base forward).
 FP32_FULL = ["train.precision=fp32", "train.freeze_embeddings=false", "train.fused_adamw=false",
              "train.keep_logits_up_to=0", "train.collate_together=true", "replay.mix.kl_weight=0"]
 REPLAY_DIR = Path(__file__).parent / "work" / "throughput-replay"
