@@ -19,7 +19,7 @@ def prefect_server():
         yield
 
 
-def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny_overrides, tmp_path):
+def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny_overrides, tmp_path, capfd):
     from nofrog_flows.retrain import retrain_pipeline
 
     # configs/default.yaml itself, scaled down to the tiny model; everything the default turns on stays on.
@@ -67,4 +67,6 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
     assert version.tags["gate"] == "passed"  # the label the registry reads to find earlier passing versions
     assert json.loads((run_dir / "forgetting.json").read_text())["forgetting_clipped_ci"][1] <= 0.0005
     summary = json.loads((run_dir / "run_summary.json").read_text())
+    # The local cluster has no State API; Ray Train's placement-group cleaner would warn every second.
+    assert "Failed to query Ray Train Controller" not in capfd.readouterr().err
     assert summary["gate"]["passed"] and set(summary["stage_seconds"]) >= {"replay", "fine_tune", "fit"}

@@ -20,6 +20,18 @@ from .loop import NON_FINITE_MARK, NonFiniteLoss, SUMMARY_FILE
 log = logging.getLogger(__name__)
 
 
+# Ray Train's placement-group cleaner asks the State API every second whether the controller lives.
+# The local cluster nofrog starts has no dashboard, so no State API: each check logs a warning (some
+# 300 a run) that drowns the training's progress. That cluster ends with the run (ray.shutdown
+# removes its placement groups), so the cleaner has nothing to do there and its warnings are quieted.
+PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_placement_group_cleaner() -> None:
+    """Ray's worker_process_setup_hook for the local cluster: runs in every worker process it starts."""
+    logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).setLevel(logging.ERROR)
+
+
 def _train_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -58,7 +70,8 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
         else:
             # Sized to the job; 127.0.0.1 only, no dashboard.
             ray.init(num_cpus=compute.num_workers * compute.cpus_per_worker, include_dashboard=False,
-                     _node_ip_address="127.0.0.1")
+                     _node_ip_address="127.0.0.1",
+                     runtime_env={"worker_process_setup_hook": f"{__name__}.quiet_placement_group_cleaner"})
     storage = Path(compute.storage_path or out_dir / "ray").resolve()
     trainer = TorchTrainer(
         _train_worker,
