@@ -139,8 +139,8 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
             (run_dir / "forgetting.md").write_text(render_markdown(report, "Fitted model vs the base"))
             # The gate's own label ("passed"): the registry reads it to find earlier passing versions;
             # the version's "fitted" tag says that it passed only after the fit.
-            fit_decision = GateDecision(True, f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}")
-            decision = {"passed": True, "label": fit_decision.label, "reason": fit_decision.reason}
+            fitted_reason = f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}"
+            decision = GateDecision(True, fitted_reason).as_dict()
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],

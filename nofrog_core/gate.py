@@ -22,6 +22,10 @@ class GateDecision:
     def label(self) -> str:
         return "passed" if self.passed else "rejected"
 
+    def as_dict(self) -> dict:
+        """What the flow passes between stages and records in run_summary.json."""
+        return {"passed": self.passed, "label": self.label, "reason": self.reason}
+
 
 def gated_forgetting(report: dict, decide_on: str) -> tuple[float, str]:
     """The forgetting figure the gate compares with its threshold, and how to name it."""

@@ -119,7 +119,7 @@ def compare(config, before: dict, after: dict, out_file: Path) -> dict:
 def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
     decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
-    return {"passed": decision.passed, "label": decision.label, "reason": decision.reason}
+    return decision.as_dict()
 
 
 @task(name="fit-within-budget")
