@@ -2,18 +2,17 @@
 Ray Train cluster, evaluation, the gate with its interpolation fit, and the registry."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
+from ray._common.utils import get_default_ray_temp_dir  # where a local cluster keeps its sessions
 
 pytestmark = pytest.mark.vllm
 
 ROOT = Path(__file__).resolve().parent.parent
-RAY_ROOT = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray"  # where Ray keeps its sessions
+RAY_ROOT = Path(get_default_ray_temp_dir())
 
 
 @pytest.fixture(scope="module", autouse=True)
