@@ -114,10 +114,11 @@ def gain_row(report: dict) -> dict:
 
 
 def task_drops(report: dict) -> dict:
-    """Each forgetting task's relative drop, with its right-to-wrong / wrong-to-right item counts:
-    which old capability the forgetting figure comes from."""
+    """Each forgetting task's relative drop, with its right-to-wrong / wrong-to-right item counts and
+    their McNemar p (question tasks only): which old capability the forgetting figure comes from."""
     return {t["task"]: {"drop": t["drop"], "right_to_wrong": t.get("right_to_wrong"),
-                        "wrong_to_right": t.get("wrong_to_right")} for t in report["forgetting_tasks"]}
+                        "wrong_to_right": t.get("wrong_to_right"), "p": t.get("p")}
+            for t in report["forgetting_tasks"]}
 
 
 def seed_result(seed: int, work: Path, recipe: list[str]) -> dict:
