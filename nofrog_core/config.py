@@ -288,6 +288,19 @@ class EvalConfig(Section):
     task_metrics: dict[str, TaskMetricOverride] = Field(
         default_factory=dict, description="per-task override of the judged metric and its direction"
     )
+    selection_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="share of each split task's items (by a seeded hash of their content) "
+        "that anything choosing reads (the fit, an early-stopping monitor, screens); the gate reads the rest"
+    )
+    split_seed: int = Field(0, description="seed of the selection/test split's hash")
+    split: Literal["auto", "always"] = Field(
+        "auto", description="auto = split the shipped tasks always and your own tasks when something chooses on "
+        "them (gate.fit, train.monitor_early_stop); always = split every task"
+    )
+    judge_items: Literal["test", "selection"] = Field(
+        "test", description="the items the report and the gate read; selection is for screens and benchmarks "
+        "that choose (a run judged on them is never promoted)"
+    )
     bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
@@ -317,7 +330,16 @@ class GateConfig(Section):
     decide_on: Literal["point", "upper_bound"] = Field(
         "point", description="point = the clipped aggregate itself; upper_bound = the upper end of its interval"
     )
-    max_task_drop: float | None = Field(None, ge=0.0, description="largest allowed drop of any one forgetting task")
+    max_task_drop: float | None = Field(
+        0.05, ge=0.0, description="largest allowed drop of any one forgetting task (fraction); empty = no bound"
+    )
+    max_significant_task_drop: float | None = Field(
+        0.03, ge=0.0, description="reject when a forgetting task dropped more than this beyond its noise (the lower "
+        "end of its drop's interval above 0); empty = off"
+    )
+    allow_excluded: bool = Field(
+        False, description="pass although a forgetting task could not be scored (excluded); false = reject, naming it"
+    )
     min_task_gain: float = Field(0.0, description="smallest allowed task gain, in the gain task's metric")
     alias: str = Field("champion", min_length=1)
     require_beat_champion: bool = Field(

@@ -2,9 +2,8 @@
 
 ``general_text`` (expository) and ``story_text`` (narrative) live in
 ``nofrog_core/data_files/*.txt``, one document per paragraph. Evaluation scores
-them; the training monitor probes a quarter of them. `split_probes` decides
-which quarter, for every item list the two share, so no training step is ever
-chosen on an item the final evaluation reports.
+them; the training monitor probes their selection part (`nofrog_core/splits.py`),
+so no training step is ever chosen on an item the gate reads.
 """
 
 from __future__ import annotations
@@ -12,11 +11,6 @@ from __future__ import annotations
 from importlib import resources
 
 from .data import IGNORE_INDEX, Example
-
-
-def split_probes(items: list) -> tuple[list, list]:
-    """(monitor probes, evaluated items): every fourth item is the monitor's, the rest the evaluation's."""
-    return [x for i, x in enumerate(items) if i % 4 == 3], [x for i, x in enumerate(items) if i % 4 != 3]
 
 
 def text_documents(name: str) -> list[str]:

@@ -1,10 +1,15 @@
 """The promotion gate: ship a candidate only when it kept what the base model knew.
 
-Default rule (methods.md section 5): the clipped aggregate forgetting is at most
-`max_forgetting` (its point value, or the upper end of its interval with
-`decide_on="upper_bound"`), no single task dropped more than `max_task_drop` when
-that is set, and the task gain is at least `min_task_gain`. Every input must be
-finite: a report that measured nothing never passes.
+Default rule (docs/evidence.md), on the report's test items:
+- every forgetting and gain task was scored: one that was left out (`excluded`) rejects the
+  candidate, naming it, unless `allow_excluded` (then the version says so);
+- the clipped aggregate forgetting is at most `max_forgetting` (its point value, or the upper
+  end of its interval with `decide_on="upper_bound"`);
+- no forgetting task dropped more than `max_task_drop`, and none dropped more than
+  `max_significant_task_drop` beyond its noise (the lower end of its interval above 0): a
+  significant loss of one capability is not averaged away by tasks that moved less;
+- the task gain is at least `min_task_gain`, and above the champion's with `require_beat_champion`.
+Every input must be finite: a report that measured nothing never passes.
 """
 
 from __future__ import annotations
@@ -34,32 +39,65 @@ def gated_forgetting(report: dict, decide_on: str) -> tuple[float, str]:
     return report["forgetting_clipped"], "forgetting"
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def decide(report: dict, max_forgetting: float, min_task_gain: float, decide_on: str = "point",
-           max_task_drop: float | None = None, gain_over_champion: float | None = None,
+           max_task_drop: float | None = None, max_significant_task_drop: float | None = None,
+           allow_excluded: bool = False, gain_over_champion: float | None = None,
            require_beat_champion: bool = False) -> GateDecision:
     """`gain_over_champion`: the candidate's task gain over the current champion's, when
     `require_beat_champion` asks for it (None: there is no champion to beat)."""
     forgetting, name = gated_forgetting(report, decide_on)
     task_gain = report["task_gain"]
-    if not (math.isfinite(forgetting) and math.isfinite(task_gain)):
+    left_out = [e for e in report.get("excluded", []) if e["role"] in ("forgetting", "gain")]
+    if left_out and not allow_excluded:
+        named = "; ".join(f"{e['task']} ({e['role']}): {e['reason']}" for e in left_out)
+        return GateDecision(False, f"not every task could be scored, so nothing shows it was kept: {named} "
+                                   "(gate.allow_excluded: true accepts this)")
+    if not (_finite(forgetting) and _finite(task_gain)):
         return GateDecision(False, f"gate inputs not finite ({name}={forgetting}, task_gain={task_gain}); "
                                    f"left out: {[e['task'] for e in report.get('excluded', [])]}")
     if forgetting > max_forgetting:
         return GateDecision(False, f"{name} {forgetting:.4f} > gate.max_forgetting {max_forgetting}")
+    rows = report["forgetting_tasks"]
     if max_task_drop is not None:
-        worst = max(report["forgetting_tasks"], key=lambda row: row["drop"])
-        if worst["drop"] > max_task_drop:
-            return GateDecision(False, f"{worst['task']} dropped {worst['drop']:.4f} > gate.max_task_drop "
-                                       f"{max_task_drop}")
+        over = [r for r in rows if r["drop"] > max_task_drop]
+        if over:
+            named = ", ".join(f"{r['task']} dropped {r['drop']:.4f}" for r in over)
+            return GateDecision(False, f"{named} > gate.max_task_drop {max_task_drop}")
+    if max_significant_task_drop is not None:
+        beyond = [r for r in rows if r["drop"] > max_significant_task_drop and r["ci"][0] > 0]
+        if beyond:
+            named = ", ".join(f"{r['task']} dropped {r['drop']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"
+                              + (f", McNemar p={r['p']:.2g}" if "p" in r else "") for r in beyond)
+            return GateDecision(False, f"{named}: beyond its noise and > gate.max_significant_task_drop "
+                                       f"{max_significant_task_drop}")
     if task_gain < min_task_gain:
         return GateDecision(False, f"task gain {task_gain:.4f} < gate.min_task_gain {min_task_gain}")
     reason = f"{name} {forgetting:.4f} <= {max_forgetting} and task gain {task_gain:.4f} >= {min_task_gain}"
+    if max_task_drop is not None or max_significant_task_drop is not None:
+        reason += "; every task within its budget"
     if require_beat_champion and gain_over_champion is not None:
-        if not (math.isfinite(gain_over_champion) and gain_over_champion > 0):
-            return GateDecision(False, f"task score does not beat the champion's (gain over it {gain_over_champion:.4f})")
+        if not (_finite(gain_over_champion) and gain_over_champion > 0):
+            return GateDecision(False, f"task score does not beat the champion's (gain over it {gain_over_champion})")
         reason += f" and beats the champion by {gain_over_champion:.4f}"
+    if left_out:
+        reason += f"; accepted without {', '.join(e['task'] for e in left_out)} (gate.allow_excluded)"
     return GateDecision(True, reason)
 
 
+def excluded_tasks(report: dict) -> list[str]:
+    """The gated tasks a report left out: what a version passed with `allow_excluded` is tagged with."""
+    return [e["task"] for e in report.get("excluded", []) if e["role"] in ("forgetting", "gain")]
+
+
 # The `gate:` config keys that `decide` takes, by the same names: decide(report, **settings).
-DECISION_KEYS = {"max_forgetting", "min_task_gain", "decide_on", "max_task_drop", "require_beat_champion"}
+DECISION_KEYS = {"max_forgetting", "min_task_gain", "decide_on", "max_task_drop", "max_significant_task_drop",
+                 "allow_excluded", "require_beat_champion"}
+
+
+def decide_with(report: dict, gate_config, gain_over_champion: float | None = None) -> GateDecision:
+    """`decide` with the `gate:` section's settings: the one way the pipeline, the fit and the CLI gate."""
+    return decide(report, **gate_config.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)

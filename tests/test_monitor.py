@@ -5,7 +5,8 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from nofrog_core.corpus import document_examples, general_documents, split_probes
+from nofrog_core.corpus import document_examples, general_documents
+from nofrog_core.splits import selection_items
 from nofrog_core.scoring import mean_token_nll, sequence_nll
 from nofrog_core.history import read_history
 from nofrog_core.train.stage import run_training
@@ -14,7 +15,7 @@ from nofrog_core.train.stage import run_training
 def probe_nll(config, model_dir) -> float:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    probe_docs, _ = split_probes(general_documents())
+    probe_docs = selection_items(general_documents(), config.eval.selection_fraction, config.eval.split_seed)
     examples = document_examples(tokenizer, probe_docs, tokenizer.bos_token_id, config.data.max_length)
     nll, counts = sequence_nll(model, examples[: config.train.monitor_samples], config.train.batch_size,
                                tokenizer.pad_token_id)

@@ -11,11 +11,12 @@
 - ``replay_kl``: log p_base - log p_model per token on held-out context-free
   samples of the base: an estimate of KL(base || model).
 
-Every task returns its metrics and its per-item scores (see metrics.py). Items that
-the in-training monitor probes (`split_probes`) are never scored here, so no training
-step is chosen on the items the final evaluation reports.
+Every task returns its metrics and its per-item scores (see metrics.py) for the items of
+the part being scored (`EvalContext.part`), and, under `item_id_all` / `item_part_all`, the
+id and part of every one of its items (`nofrog_core/splits.py`). The in-training monitor
+reads selection items only, so no training step is chosen on the items the gate reads.
 
-A new built-in task is one function with ``@register_builtin``.
+A new built-in task is one function with ``@register_builtin``; `scored_items` does the split.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 
-from ..corpus import document_windows, split_probes, text_documents
+from .. import splits
+from ..corpus import document_windows, text_documents
 from ..data import IGNORE_INDEX, Example, load_replay_examples
 from . import metrics as metric_registry
 from .generation import greedy_continuations
@@ -48,6 +50,17 @@ class EvalContext:
     replay_dir: Path | None = None
     model_hash: str | None = None
     base_replay_nll: Callable[[], list[float]] | None = None  # the base model's NLL of the held-out samples
+    part: str = "all"  # the items to score: all, selection or test
+    parts: Callable[[list[str]], list[str]] = lambda ids: [splits.TEST] * len(ids)  # each item id's part
+
+
+def scored_items(ctx: EvalContext, items: list, contents: list | None = None) -> tuple[list[int], dict]:
+    """The indices of `items` in the part being scored, and the ids and parts of all of them (the
+    `item_id_all` / `item_part_all` entries a task adds to its samples). `contents`: what identifies
+    each item, when not the item itself."""
+    ids = splits.item_ids(items if contents is None else contents)
+    parts = ctx.parts(ids)
+    return splits.keep(parts, ctx.part), {"item_id_all": ids, "item_part_all": parts}
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,10 @@ def _from_samples(samples: dict, names: tuple[str, ...]) -> dict:
 
 # ----------------------------------------------------------------- general text
 def score_text(ctx: EvalContext, name: str) -> tuple[dict, dict]:
-    """Bits per byte (and lm-eval's perplexities) of a shipped text, less the monitor's documents."""
-    _, documents = split_probes(text_documents(name))
+    """Bits per byte (and lm-eval's perplexities) of a shipped text's documents in the scored part."""
+    documents = text_documents(name)
+    kept, item_index = scored_items(ctx, documents)
+    documents = [documents[i] for i in kept]
     windows, owners = [], []
     for index, doc in enumerate(documents):
         for window in document_windows(ctx.tokenizer, doc, ctx.bos_token_id, ctx.max_length):
@@ -84,7 +99,7 @@ def score_text(ctx: EvalContext, name: str) -> tuple[dict, dict]:
             owners.append(index)
     nll, _ = sequence_nll(ctx.model, windows, ctx.batch_size, ctx.pad_token_id, ctx.chunk_size, desc=name)
     samples = metric_registry.text_samples(nll, owners, documents)
-    return _from_samples(samples, ("bits_per_byte", "word_perplexity", "byte_perplexity")), samples
+    return _from_samples(samples, ("bits_per_byte", "word_perplexity", "byte_perplexity")), {**samples, **item_index}
 
 
 @register_builtin("general_text", "bits_per_byte")
@@ -113,7 +128,8 @@ def first_line(tokenizer, ids: list[int]) -> str:
 def heldout_answers(ctx: EvalContext) -> tuple[dict, dict]:
     """Exact match of the greedy answer to each held-out prompt (first line, stripped), and the
     reference answer's NLL."""
-    examples = ctx.heldout_examples
+    kept, item_index = scored_items(ctx, ctx.heldout_examples, [e.input_ids for e in ctx.heldout_examples])
+    examples = [ctx.heldout_examples[i] for i in kept]
     nll, counts = sequence_nll(ctx.model, examples, ctx.batch_size, ctx.pad_token_id, ctx.chunk_size,
                                desc="heldout_answers")
     prompts = [e.input_ids[:first_labelled(e)] for e in examples]
@@ -122,7 +138,7 @@ def heldout_answers(ctx: EvalContext) -> tuple[dict, dict]:
                                      ctx.pad_token_id)
     matches = [float(first_line(ctx.tokenizer, g) == first_line(ctx.tokenizer, a)) for g, a in zip(generated, answers)]
     samples = {"exact_match": matches, "nll": nll, "tokens": counts}
-    return _from_samples(samples, ("exact_match", "answer_loss")), samples
+    return _from_samples(samples, ("exact_match", "answer_loss")), {**samples, **item_index}
 
 
 # -------------------------------------------------------------------- replay KL
@@ -136,12 +152,24 @@ def replay_heldout(replay_dir: Path | None) -> Path | None:
     return Path(replay_dir) / "heldout.jsonl"
 
 
+def heldout_replay_examples(replay_dir: Path, bos_token_id, max_length: int) -> list[Example]:
+    return load_replay_examples(replay_dir, bos_token_id, max_length, "heldout.jsonl")
+
+
 def heldout_replay_nll(model, bos_token_id, max_length: int, batch_size: int, pad_token_id: int, chunk_size: int,
                        replay_dir: Path, desc: str) -> tuple[list[float], list[int]]:
-    """Per-sample NLL and token counts of the evaluated part of a replay directory's held-out samples
-    (for the model being scored and, once, for the base)."""
-    _, examples = split_probes(load_replay_examples(replay_dir, bos_token_id, max_length, "heldout.jsonl"))
+    """Per-sample NLL and token counts of every held-out sample of a replay directory (the base's,
+    computed once and cached beside the samples)."""
+    examples = heldout_replay_examples(replay_dir, bos_token_id, max_length)
     return sequence_nll(model, examples, batch_size, pad_token_id, chunk_size, desc=desc)
+
+
+def cached_base_nll(replay_dir: Path, base_hash: str, count: int) -> list[float] | None:
+    cache = replay_dir / BASE_NLL_FILE
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    if cached.get("base_model_hash") == base_hash and len(cached.get("nll", [])) == count:
+        return cached["nll"]
+    return None
 
 
 @register_builtin("replay_kl", "replay_kl")
@@ -149,24 +177,24 @@ def replay_kl(ctx: EvalContext) -> tuple[dict, dict]:
     """Mean per-token log p_base(x) - log p_model(x) over held-out context-free samples of the base
     model: an unbiased estimate of KL(p_base || p_model) per token (methods.md section 2).
 
-    The base model's per-sample NLLs are kept in the replay directory, keyed by the base model's
-    hash, so the base is scored once.
+    The base model's per-sample NLLs of every held-out sample are kept in the replay directory,
+    keyed by the base model's hash, so the base is scored once. Only the base itself (same hash)
+    or the model the replay metadata names (`base_replay_nll`, checked by hash) fills that cache.
     """
     replay_dir = Path(ctx.replay_dir)
-    nll, counts = heldout_replay_nll(ctx.model, ctx.bos_token_id, ctx.max_length, ctx.batch_size, ctx.pad_token_id,
-                                     ctx.chunk_size, replay_dir, desc="replay_kl")
+    examples = heldout_replay_examples(replay_dir, ctx.bos_token_id, ctx.max_length)
+    kept, item_index = scored_items(ctx, examples, [e.input_ids for e in examples])
+    nll, counts = sequence_nll(ctx.model, [examples[i] for i in kept], ctx.batch_size, ctx.pad_token_id,
+                               ctx.chunk_size, desc="replay_kl")
     base_hash = json.loads((replay_dir / "metadata.json").read_text()).get("base_model_hash")
-    cache = replay_dir / BASE_NLL_FILE
-    cached = json.loads(cache.read_text()) if cache.exists() else {}
-    if ctx.model_hash == base_hash:
-        base = nll  # this is the base model: the estimate is 0 by construction
-    elif cached.get("base_model_hash") == base_hash and len(cached.get("nll", [])) == len(nll):
-        base = cached["nll"]
-    else:
-        base = ctx.base_replay_nll()
-    if cached.get("base_model_hash") != base_hash or len(cached.get("nll", [])) != len(nll):
-        staging = cache.with_suffix(".partial")
-        staging.write_text(json.dumps({"base_model_hash": base_hash, "nll": base}))
-        staging.rename(cache)
-    samples = {"nll": nll, "base_nll": base, "tokens": counts}
-    return _from_samples(samples, ("replay_kl",)), samples
+    base_all = cached_base_nll(replay_dir, base_hash, len(examples))
+    if base_all is None and ctx.model_hash == base_hash and len(kept) == len(examples):
+        base_all = nll  # this is the base model, scored on every sample: the estimate is 0 by construction
+    if base_all is None:
+        base_all = ctx.base_replay_nll()
+    if cached_base_nll(replay_dir, base_hash, len(examples)) is None:
+        staging = (replay_dir / BASE_NLL_FILE).with_suffix(".partial")
+        staging.write_text(json.dumps({"base_model_hash": base_hash, "nll": base_all}))
+        staging.rename(replay_dir / BASE_NLL_FILE)
+    samples = {"nll": nll, "base_nll": [base_all[i] for i in kept], "tokens": counts}
+    return _from_samples(samples, ("replay_kl",)), {**samples, **item_index}

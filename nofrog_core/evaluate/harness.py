@@ -84,14 +84,15 @@ def with_stderr(samples: dict, names: tuple[str, ...]) -> dict:
     return out
 
 
-def choice_loglikelihoods(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[list, int]:
+def choice_loglikelihoods(task: TaskSpec, items: list[tuple[dict, str]], model, encoder: Encoder, batch_size, pad,
+                          chunk) -> tuple[list, int]:
     """Each question's choice loglikelihoods. The context is encoded once per question and its
     choices scored together after it (`shared_context_nll`); a question that lm-eval would
     truncate, or that outgrows the model's sliding window, is scored one request at a time."""
     groups, fallback = [], {}
     window = getattr(model.config, "sliding_window", None) or math.inf
-    for index, doc in enumerate(task.docs):
-        pairs = [encoder.pair(task.context(doc, index), task.target_delimiter + c) for c in task.choices(doc)]
+    for index, (doc, context) in enumerate(items):
+        pairs = [encoder.pair(context, task.target_delimiter + c) for c in task.choices(doc)]
         context, continuations = pairs[0][0], [continuation for _, continuation in pairs]
         longest = len(context) + max(len(c) for c in continuations)
         if longest > encoder.max_length + 1 or len(context) + sum(map(len, continuations)) > window:
@@ -106,10 +107,11 @@ def choice_loglikelihoods(task: TaskSpec, model, encoder: Encoder, batch_size, p
     return [[-nll for nll in scores[i]] for i in range(len(groups))], tokens
 
 
-def score_multiple_choice(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
-    lls, tokens = choice_loglikelihoods(task, model, encoder, batch_size, pad, chunk)
+def score_multiple_choice(task: TaskSpec, items: list[tuple[dict, str]], model, encoder: Encoder, batch_size, pad,
+                          chunk):
+    lls, tokens = choice_loglikelihoods(task, items, model, encoder, batch_size, pad, chunk)
     samples = {"acc": [], "acc_norm": []}
-    for doc, scores in zip(task.docs, lls):
+    for (doc, _), scores in zip(items, lls):
         choices, gold = task.choices(doc), task.gold(doc)
         normed = [s / len(c) for s, c in zip(scores, choices)]
         samples["acc"].append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
@@ -117,16 +119,16 @@ def score_multiple_choice(task: TaskSpec, model, encoder: Encoder, batch_size, p
     return with_stderr(samples, ("acc", "acc_norm")), samples, tokens
 
 
-def score_loglikelihood(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
-    requests = [encoder.example(*encoder.pair(task.context(doc, i), task.target_delimiter
-                                              + str(task.resolve("doc_to_target", doc))))
-                for i, doc in enumerate(task.docs)]
+def score_loglikelihood(task: TaskSpec, items: list[tuple[dict, str]], model, encoder: Encoder, batch_size, pad,
+                        chunk):
+    requests = [encoder.example(*encoder.pair(context, task.target_delimiter + str(task.resolve("doc_to_target", doc))))
+                for doc, context in items]
     samples = {"nll": [-ll for ll in loglikelihoods(model, requests, batch_size, pad, chunk, task.name)]}
     return with_stderr(samples, ("perplexity",)), samples, sum(len(r.input_ids) for r in requests)
 
 
-def score_rolling(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk):
-    texts = [str(task.resolve("doc_to_target", doc)) for doc in task.docs]
+def score_rolling(task: TaskSpec, items: list[tuple[dict, str]], model, encoder: Encoder, batch_size, pad, chunk):
+    texts = [str(task.resolve("doc_to_target", doc)) for doc, _ in items]
     windows, owner = [], []
     for index, text in enumerate(texts):
         for window in encoder.rolling_windows(text):
@@ -166,7 +168,8 @@ def generate_greedy(model, tokenizer, encoder: Encoder, context: str, until: lis
     return text
 
 
-def score_generate_until(task: TaskSpec, model, encoder: Encoder, batch_size, pad, chunk) -> tuple[dict, int]:
+def score_generate_until(task: TaskSpec, items: list[tuple[dict, str]], model, encoder: Encoder, batch_size, pad,
+                         chunk) -> tuple[dict, int]:
     kwargs = task.generation_kwargs
     until = kwargs.get("until", [task.fewshot_delimiter])
     until = [until] if isinstance(until, str) else list(until)
@@ -174,8 +177,8 @@ def score_generate_until(task: TaskSpec, model, encoder: Encoder, batch_size, pa
     options = exact_match_options(task)
     matches, tokens = [], 0
     model.eval()
-    for index, doc in enumerate(tqdm(task.docs, desc=task.name, leave=False)):
-        prediction = generate_greedy(model, encoder.tokenizer, encoder, task.context(doc, index), until, max_new)
+    for doc, context in tqdm(items, desc=task.name, leave=False):
+        prediction = generate_greedy(model, encoder.tokenizer, encoder, context, until, max_new)
         target = str(task.resolve("doc_to_target", doc))
         matches.append(float(normalise(prediction, options) == normalise(target, options)))
         tokens += len(encoder.tokenizer(prediction, add_special_tokens=False)["input_ids"])
@@ -187,14 +190,25 @@ SCORERS = {"multiple_choice": score_multiple_choice, "loglikelihood": score_logl
            "loglikelihood_rolling": score_rolling, "generate_until": score_generate_until}
 
 
+def document_contexts(task: TaskSpec) -> list[str]:
+    """Every document's prompt, drawn over the whole task in document order (few-shot examples come
+    from one seeded sampler), so an item's prompt does not depend on which items are scored."""
+    if task.output_type == "loglikelihood_rolling":
+        return [""] * len(task.docs)
+    return [task.context(doc, index) for index, doc in enumerate(task.docs)]
+
+
 def run_task(task: TaskSpec, model, tokenizer, bos_token_id, max_length: int, batch_size: int, pad_token_id: int,
-             chunk_size: int) -> tuple[dict, dict]:
-    """lm-eval's results entry for one task ("<metric>,none" keys, plus tokens/s of scoring) and its
-    per-item samples."""
+             chunk_size: int, indices: list[int] | None = None) -> tuple[dict, dict]:
+    """lm-eval's results entry for one task ("<metric>,none" keys, plus tokens/s of scoring) and the
+    per-item samples of the documents at `indices` (default: all), in that order."""
     scorer = SCORERS[task.output_type]
     encoder = Encoder(tokenizer, bos_token_id, max_length)
+    contexts = document_contexts(task)
+    indices = range(len(task.docs)) if indices is None else indices
+    items = [(task.docs[i], contexts[i]) for i in indices]
     started = time.time()
-    metrics, samples, tokens = scorer(task, model, encoder, batch_size, pad_token_id, chunk_size)
+    metrics, samples, tokens = scorer(task, items, model, encoder, batch_size, pad_token_id, chunk_size)
     seconds = time.time() - started
     entry = {"alias": task.name}
     for name, value in metrics.items():

@@ -4,16 +4,22 @@ Besides lm-eval's `results`, `versions`, `configs` and `n-samples`, the JSON hol
 - `task_info`: each task's judged metric, its direction and its role (forgetting, gain,
   extra), from the task itself (first `metric_list` entry, `higher_is_better`, lm-eval's
   defaults) or from `eval.task_metrics`;
-- `samples`: per-item scores, so a report can recompute any figure and its interval later.
+- `samples`: per-item scores, so a report can recompute any figure and its interval later;
+- `item_ids` and `item_parts`: each scored item's content hash and its part, `selection` or
+  `test` (`nofrog_core/splits.py`), so two evaluations are paired by item, never by position.
+
+Which items are scored is the caller's choice (`part`): the base model is scored on all of them,
+a candidate on the items its report will read, a fit's mixes on selection items.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import models
+from .. import models, splits
 from ..data import load_examples, split_train_validation, configured_task_files
 from ..outputs import write_json
 from . import builtin, harness, yaml_tasks
@@ -25,6 +31,8 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
 SUITES = {"general": [str(SUITES_DIR / "general"), "general_text", "story_text", "replay_kl"]}
 # Built-in tasks whose base score is 0 by construction: reported beside the aggregate, never in it.
 REPORTED_ONLY = {"replay_kl"}
+# Shipped with nofrog, and so chosen on by the project's own screens: always split.
+SHIPPED_BUILTINS = {"general_text", "story_text"}
 ROLE_KEYS = {"forgetting": "eval.forgetting_tasks", "gain": "eval.gain_tasks", "extra": "eval.tasks"}
 
 
@@ -51,6 +59,38 @@ def plan_tasks(eval_config, replay_available: bool) -> list[PlannedTask]:
 
 def is_builtin(entry: str) -> bool:
     return entry in builtin.BUILTIN_TASKS
+
+
+def chooses_on_items(config) -> bool:
+    """Whether this run picks among candidates by their scores (the fit, a monitor that stops early,
+    or `eval.split: always`): then every task's items are split into selection and test."""
+    tc = config.train
+    return (config.eval.split == "always" or config.gate.fit != "none"
+            or (tc.monitor_every > 0 and tc.monitor_early_stop))
+
+
+def is_shipped(entry: str, config) -> bool:
+    """Tasks that come with nofrog (the general suite, its texts, the demo task's held-out questions):
+    the default recipe was chosen on their selection items, so they are always split."""
+    if entry in SHIPPED_BUILTINS:
+        return True
+    if entry == "heldout_answers":
+        return config.data.path is None and config.data.eval_file is None
+    path = Path(entry)
+    return not is_builtin(entry) and path.exists() and SUITES_DIR in (path.resolve(), *path.resolve().parents)
+
+
+def item_parts(ids: list[str], split: bool, eval_config) -> list[str]:
+    """Each item's part: by its seeded content hash when the task is split, else every item is a
+    test item (nothing chooses on it, so the gate may read them all)."""
+    if not split:
+        return [splits.TEST] * len(ids)
+    return splits.parts_of(ids, eval_config.selection_fraction, eval_config.split_seed)
+
+
+def split_counts(parts: list[str], split: bool) -> dict:
+    return {"selection": parts.count(splits.SELECTION), "test": parts.count(splits.TEST),
+            "by": "content hash" if split else "none: nothing chooses on this task, every item is a test item"}
 
 
 def harness_task_names(planned: list[PlannedTask]) -> list[str]:
@@ -130,9 +170,12 @@ def planned_tasks(config, tasks: list[str] | None = None) -> list[PlannedTask]:
     return plan_tasks(ec, builtin.replay_heldout(config.replay.mix.dir) is not None)
 
 
-def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None) -> dict:
-    """Results dict in lm-eval's schema (results.<task>."<metric>,none") plus task_info and samples.
-    `tasks`: score these instead of the configured ones (see `planned_tasks`)."""
+def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None, part: str = "all") -> dict:
+    """Results dict in lm-eval's schema (results.<task>."<metric>,none") plus task_info, samples,
+    item ids and parts. `tasks`: score these instead of the configured ones (see `planned_tasks`);
+    `part`: score only the `selection` or the `test` items (default `all`)."""
+    if part not in ("all", *splits.PARTS):
+        raise ValueError(f"part {part!r}: expected all, selection or test")
     ec = config.eval
     planned = planned_tasks(config, tasks)
     check_tasks(config, planned)
@@ -150,25 +193,39 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(model_ref)).token_id
     pad = models.pad_token_id(tokenizer)
-    out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {}}
+    out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {},
+           "item_ids": {}, "item_parts": {}}
+    split_always = chooses_on_items(config)
 
-    def record(name: str, entry: dict, samples: dict, role: str, info: dict, version, task_config: dict):
-        n = len(next(iter(samples.values()))) if samples else 0
+    def record(name: str, entry: dict, samples: dict, ids: list[str], parts: list[str], split: bool, role: str,
+               info: dict, version, task_config: dict):
+        """One task's results: `ids` / `parts` cover every item of the task, `samples` the scored ones."""
+        kept = splits.keep(parts, part)
+        n = len(kept)
         out["results"][name], out["samples"][name] = entry, samples
-        out["task_info"][name] = {**info, "role": role}
+        out["item_ids"][name], out["item_parts"][name] = [ids[i] for i in kept], [parts[i] for i in kept]
+        out["task_info"][name] = {**info, "role": role, "items": split_counts(parts, split)}
         out["versions"][name], out["configs"][name] = version, task_config
-        out["n-samples"][name] = {"original": n, "effective": n}
+        out["n-samples"][name] = {"original": len(ids), "effective": n}
 
     for spec, role in specs:
+        split = split_always or is_shipped(str(spec.source.parent), config) or is_shipped(str(spec.source), config)
+        ids = splits.item_ids(spec.docs)
+        parts = item_parts(ids, split, ec)
         entry, samples = harness.run_task(spec, model, tokenizer, bos, ec.max_length, ec.batch_size, pad,
-                                          config.train.loss_chunk_size)
-        record(spec.name, entry, samples, role, infos[spec.name], spec.version,
+                                          config.train.loss_chunk_size, indices=splits.keep(parts, part))
+        record(spec.name, entry, samples, ids, parts, split, role, infos[spec.name], spec.version,
                {**spec.raw, "source": str(spec.source)})
     if harness_names:
         roles = {p.entry: p.role for p in planned}
-        for name, (entry, samples, info, version, task_config) in run_harness_tasks(harness_names, model_ref,
-                                                                                    config).items():
-            record(name, entry, samples, roles.get(name, "extra"), info, version, task_config)
+        for name, (entry, samples, ids, info, version, task_config) in run_harness_tasks(harness_names, model_ref,
+                                                                                         config).items():
+            # lm-eval scores every document; the part is kept by selecting the per-item scores after it.
+            parts = item_parts(ids, split_always, ec)
+            kept = splits.keep(parts, part)
+            samples = {key: [values[i] for i in kept] for key, values in samples.items()}
+            record(name, entry, samples, ids, parts, split_always, roles.get(name, "extra"), info, version,
+                   task_config)
     context = builtin.EvalContext(
         model, tokenizer, bos, pad, ec.batch_size, ec.max_length, config.train.loss_chunk_size,
         heldout_examples=None, replay_dir=config.replay.mix.dir, model_hash=model_ref.content_hash,
@@ -176,20 +233,25 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     for task in (p for p in planned if is_builtin(p.entry)):
         if task.entry == "heldout_answers":
             context.heldout_examples = heldout_examples(config, tokenizer, bos)
+        split = split_always or is_shipped(task.entry, config)
+        context.parts = lambda ids, split=split: item_parts(ids, split, ec)
+        context.part = part
         task_started = time.time()
         metrics, samples = builtin.BUILTIN_TASKS[task.entry].run(context)
+        ids, parts = samples.pop("item_id_all"), samples.pop("item_part_all")
         entry = {"alias": task.entry, **{_lm_eval_key(k): v for k, v in metrics.items()},
                  "seconds": round(time.time() - task_started, 2)}
-        record(task.entry, entry, samples, task.role, infos[task.entry], 1, {})
+        record(task.entry, entry, samples, ids, parts, split, task.role, infos[task.entry], 1, {})
     out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
-                     "batch_size": ec.batch_size, "max_length": ec.max_length}
+                     "batch_size": ec.batch_size, "max_length": ec.max_length, "items_scored": part,
+                     "selection_fraction": ec.selection_fraction, "split_seed": ec.split_seed}
     out["total_evaluation_time_seconds"] = round(time.time() - started, 2)
     return out
 
 
 def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> dict:
     """lm-eval's own simple_evaluate on the model directory, with its per-document samples turned into
-    ours: {task: (results entry, samples, judged metric, version, config)}."""
+    ours: {task: (results entry, samples, item ids, judged metric, version, config)}."""
     from lm_eval import simple_evaluate
 
     raw = simple_evaluate(model="hf", model_args=f"pretrained={model_ref.path},dtype={config.model.dtype}",
@@ -199,8 +261,10 @@ def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> d
         task_config = raw.get("configs", {}).get(name, {})
         info = judged_metric(name, task_config.get("metric_list") or [], task_config.get("output_type"),
                              config.eval.task_metrics)
-        samples = lm_eval_samples(raw.get("samples", {}).get(name, []))
-        out[name] = (entry, samples, info, raw.get("versions", {}).get(name), task_config)
+        documents = raw.get("samples", {}).get(name, [])
+        samples = lm_eval_samples(documents)
+        ids = splits.item_ids([doc.get("doc", doc.get("doc_id")) for doc in documents])
+        out[name] = (entry, samples, ids, info, raw.get("versions", {}).get(name), task_config)
     return out
 
 
@@ -222,8 +286,18 @@ def lm_eval_samples(documents: list[dict]) -> dict:
 
 
 def base_replay_nll(config, replay_dir: Path) -> list[float]:
-    """The configured base model's NLL of each held-out replay sample (loaded only when not cached)."""
-    base = models.resolve_model(config.model)
+    """The base model's NLL of each held-out replay sample, for when it is not cached. The base is the
+    model the replay set was sampled from (its metadata's path), checked by content hash: the model
+    being evaluated (`config.model` names the candidate then) is never scored as the base."""
+    meta = json.loads((Path(replay_dir) / "metadata.json").read_text())
+    expected, path = meta.get("base_model_hash"), meta.get("base_model_path")
+    if not path or not Path(path).is_dir():
+        raise ValueError(f"replay_kl: {replay_dir}/metadata.json names no base model directory that exists "
+                         f"({path!r}); the base's NLL of the held-out samples cannot be computed")
+    base = models.resolve_model(config.model.model_copy(update={"name_or_path": str(path), "gguf_file": None}))
+    if base.content_hash != expected:
+        raise ValueError(f"replay_kl: the model at {path} (sha256 {base.content_hash[:16]}) is not the base the "
+                         f"replay samples came from (sha256 {str(expected)[:16]}); regenerate the replay set")
     model, tokenizer = models.load_model_and_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base)).token_id
     nll, _ = builtin.heldout_replay_nll(model, bos, config.eval.max_length, config.eval.batch_size,

@@ -15,7 +15,8 @@ import torch
 
 from .. import models
 from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, configured_task_files
-from ..corpus import document_examples, general_documents, split_probes
+from ..corpus import document_examples, general_documents
+from ..splits import selection_items
 from . import controls
 from .loop import TrainingInputs
 
@@ -45,13 +46,14 @@ def load_training_data(config, base: models.ModelRef, tokenizer) -> TrainingData
     replay, replay_info = load_replay(config, base, bos)
     probes = {}
     if tc.monitor_every:
-        # The probes' share of the items (split_probes): the final evaluation never scores them.
-        probe_docs, _ = split_probes(general_documents())
+        # Selection items only (the monitor chooses the step an early stop keeps): never the gate's test items.
+        fraction, seed = config.eval.selection_fraction, config.eval.split_seed
+        probe_docs = selection_items(general_documents(), fraction, seed)
         probes["general_text"] = document_examples(tokenizer, probe_docs, bos, config.data.max_length)
         replay_dir = config.replay.mix.dir
         if replay_dir is not None and (replay_dir / "heldout.jsonl").is_file():
-            probes["replay_heldout"], _ = split_probes(load_replay_examples(replay_dir, bos, config.data.max_length,
-                                                                            "heldout.jsonl"))
+            heldout = load_replay_examples(replay_dir, bos, config.data.max_length, "heldout.jsonl")
+            probes["replay_heldout"] = selection_items(heldout, fraction, seed, [e.input_ids for e in heldout])
     return TrainingData(train, validation, report, files, replay, replay_info, probes, bos_choice)
 
 

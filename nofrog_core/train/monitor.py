@@ -8,8 +8,8 @@ Every `train.monitor_every` steps it scores small probes, in the units the gate 
   start, the replay KL estimate in nats per token (logged, beside the drop, as the report
   shows it).
 
-The probes are the monitor's share of the items (`split_probes`); the final evaluation
-never scores them, so no step is chosen on the test set. With `train.monitor_early_stop`
+The probes are selection items (`nofrog_core/splits.py`); the gate reads test items only,
+so no step is chosen on the items that judge it. With `train.monitor_early_stop`
 the run stops once the drop passes `train.monitor_max_drop` and keeps the last state
 whose drop stayed within it.
 """
