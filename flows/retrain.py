@@ -25,7 +25,7 @@ from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
-from nofrog_core.gate import GateDecision
+from nofrog_core.gate import GateDecision, excluded_tasks
 from nofrog_tasks import stages
 from nofrog_tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
@@ -90,6 +90,32 @@ def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None
         raise
 
 
+def adopt_fit(fitted: dict, run_dir: Path, train: dict, after: dict, report: dict, decision: dict):
+    """The fitted model replaces the candidate only when the mix chosen on selection items also
+    passes on the judged items; its test-item evaluation is then the run's report. The unfitted
+    candidate's files are kept beside it under *_unfitted names."""
+    confirmed = fitted["confirmed"]
+    if confirmed is None:
+        return train, after, report, decision
+    if not confirmed["passed"]:
+        reason = (f"{decision['reason']}; the fit chose alpha {confirmed['alpha']} on selection items, but on "
+                  f"{confirmed['items']} items: {confirmed['reason']}")
+        return train, after, report, GateDecision(False, reason).as_dict()
+    after = json.loads(Path(confirmed["eval"]).read_text())
+    report = json.loads(Path(confirmed["report"]).read_text())
+    for name in ("eval_candidate.json", "forgetting.json", "forgetting.md", "forgetting.png"):
+        if (run_dir / name).exists():
+            (run_dir / name).rename(run_dir / name.replace(".", "_unfitted.", 1))
+    write_results(after, run_dir / "eval_candidate.json")
+    write_results(report, run_dir / "forgetting.json")
+    (run_dir / "forgetting.md").write_text(render_markdown(report, "Fitted model vs the base"))
+    # The gate's own label ("passed"): the registry reads it to find earlier passing versions;
+    # the version's "fitted" tag says that it passed only after the fit.
+    reason = f"after interpolation at alpha {confirmed['alpha']}, judged on {confirmed['items']} items: " \
+             f"{confirmed['reason']}"
+    return {**train, "model_dir": fitted["chosen"]["model_dir"]}, after, report, GateDecision(True, reason).as_dict()
+
+
 def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
@@ -109,42 +135,31 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
             logger.warning("no version has the alias %r yet: starting from the base, nothing to beat",
                            config.gate.alias)
     train = clock("fine_tune", stages.fine_tune, train_config, run_dir / "train")
+    judged = config.eval.judge_items  # test, except in a screen that chooses
     after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
-                  model=train["model_dir"])
+                  model=train["model_dir"], part=judged)
     report = stages.compare(config, before, after, run_dir / "forgetting.json")
-    champion_report = None
+    champion_report = champion_eval = None
     if champion:
+        # All items when the fit may compare its mixes with the champion on selection items.
         champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
-                              model=champion["model_dir"])
+                              model=champion["model_dir"], part="all" if config.gate.fit != "none" else judged)
         champion_report = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config, champion_report)
     fitted = None
     if not decision["passed"] and config.gate.fit == "interpolate":
-        # Fit within the budget: the passing base/candidate interpolation with the largest gain.
+        # Fit within the budget: mixes chosen on selection items, the chosen one judged on test items.
         logger.info("the candidate failed the gate (%s); trying weight interpolations %s", decision["reason"],
                     config.gate.fit_coefficients)
         fitted = clock("fit", stages.fit_within_budget, config, base["path"], train["model_dir"], before,
-                       run_dir / "fit", champion_report["task_gain"] if champion_report else None)
-        if fitted["chosen"]:
-            chosen = fitted["chosen"]
-            train = {**train, "model_dir": chosen["model_dir"]}
-            after = json.loads(Path(fitted["chosen_eval"]).read_text())
-            report = json.loads(Path(fitted["chosen_report"]).read_text())
-            # The unfitted candidate's files are kept beside the fitted model's, which take the usual names.
-            for name in ("eval_candidate.json", "forgetting.json", "forgetting.md", "forgetting.png"):
-                if (run_dir / name).exists():
-                    (run_dir / name).rename(run_dir / name.replace(".", "_unfitted.", 1))
-            write_results(after, run_dir / "eval_candidate.json")
-            write_results(report, run_dir / "forgetting.json")
-            (run_dir / "forgetting.md").write_text(render_markdown(report, "Fitted model vs the base"))
-            # The gate's own label ("passed"): the registry reads it to find earlier passing versions;
-            # the version's "fitted" tag says that it passed only after the fit.
-            fitted_reason = f"after interpolation at alpha {chosen['alpha']}: {chosen['reason']}"
-            decision = GateDecision(True, fitted_reason).as_dict()
+                       run_dir / "fit", champion_eval if config.gate.require_beat_champion else None)
+        train, after, report, decision = adopt_fit(fitted, run_dir, train, after, report, decision)
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
+    adopted = fitted and fitted["confirmed"] and fitted["confirmed"]["passed"]
     lineage = {"base_model_hash": base["content_hash"], "data_hash": train_meta["data"]["data_hash"],
-               "fitted": f"interpolate alpha={fitted['chosen']['alpha']}" if fitted and fitted["chosen"] else "no",
+               "fitted": f"interpolate alpha={fitted['chosen']['alpha']}" if adopted else "no",
+               "judged_items": judged, "excluded_tasks": ",".join(excluded_tasks(report)) or "none",
                "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
                "started_from": f"champion v{champion['version']}" if train_config is not config else "base"}
     registered = clock("register_and_gate", register_and_gate, config, run_id, train["model_dir"], report, decision,

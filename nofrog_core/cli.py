@@ -157,7 +157,7 @@ def gate(
     """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
     from . import tracking
     from .evaluate.report import forgetting_report
-    from .gate import DECISION_KEYS, decide
+    from .gate import decide_with
     from .registry import apply_gate, registry_versions_of_run
 
     with user_errors():
@@ -167,8 +167,9 @@ def gate(
         tracking.setup(cfg.tracking)
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))
-        report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence)
-        decision = decide(report, **cfg.gate.model_dump(include=DECISION_KEYS))
+        report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence,
+                                   cfg.eval.judge_items)
+        decision = decide_with(report, cfg.gate)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)
         moves = [apply_gate(version.name, version.version, decision, cfg.gate.alias) for version in versions]

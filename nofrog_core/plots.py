@@ -85,14 +85,21 @@ def plot_pareto(rows: list[dict], front: list[dict], out_path: Path, title: str)
 
 def plot_fit(summary: dict, out_path: Path) -> Path:
     """gate.fit=interpolate: forgetting and task gain (with intervals) against the candidate weight alpha."""
-    points = sorted(summary["points"], key=lambda p: p["alpha"])
+    finite = lambda p, k: isinstance(p.get(k), (int, float)) and None not in p[k + "_ci"]  # noqa: E731
+    points = sorted((p for p in summary["points"] if finite(p, "forgetting") and finite(p, "task_gain")),
+                    key=lambda p: p["alpha"])
     alphas = [p["alpha"] for p in points]
+    confirmed = summary.get("confirmed")
     fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, ci, title in ((ax_f, "forgetting", "forgetting_ci", "forgetting (clipped)"),
                                (ax_g, "task_gain", "task_gain_ci", "task gain")):
         values = [p[key] for p in points]
         errors = [[v - p[ci][0] for v, p in zip(values, points)], [p[ci][1] - v for v, p in zip(values, points)]]
-        ax.errorbar(alphas, values, yerr=errors, marker="o", capsize=4)
+        ax.errorbar(alphas, values, yerr=errors, marker="o", capsize=4, label="selection items (chosen on)")
+        if confirmed and finite(confirmed, key):
+            value = confirmed[key]
+            ax.errorbar([confirmed["alpha"]], [value], yerr=[[value - confirmed[ci][0]], [confirmed[ci][1] - value]],
+                        marker="s", color="black", capsize=4, label=f"{confirmed['items']} items (judged on)")
         ax.set_xlabel("alpha (0 = base, 1 = candidate)")
         ax.set_title(title)
     ax_f.axhline(summary["max_forgetting"], color="red", linestyle="--", label="gate")

@@ -9,9 +9,12 @@ from .gate import GateDecision
 
 def version_tags(report: dict, decision: GateDecision, lineage: dict[str, str]) -> dict[str, str]:
     """What a registered version carries: its figures, the gate's verdict, and where it came from."""
+    def number(value) -> str:  # a figure the report could not compute is null there and "n/a" here
+        return "n/a" if value is None else f"{value:.6g}"
+
     low, high = report["forgetting_clipped_ci"]
-    return {"forgetting": f"{report['forgetting']:.6g}", "forgetting_clipped": f"{report['forgetting_clipped']:.6g}",
-            "forgetting_clipped_interval": f"[{low:.6g}, {high:.6g}]", "task_gain": f"{report['task_gain']:.6g}",
+    return {"forgetting": number(report["forgetting"]), "forgetting_clipped": number(report["forgetting_clipped"]),
+            "forgetting_clipped_interval": f"[{number(low)}, {number(high)}]", "task_gain": number(report["task_gain"]),
             "gate": decision.label, "gate_reason": decision.reason, **lineage}
 
 

@@ -18,7 +18,8 @@ from prefect import task
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import configured_task_files
 from nofrog_core.evaluate.stage import run_evaluation, run_fit, run_report
-from nofrog_core.gate import DECISION_KEYS, decide
+from nofrog_core.evaluate.runner import tasks_content_hash
+from nofrog_core.gate import decide_with
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
 from nofrog_core.train.stage import run_training
@@ -51,8 +52,12 @@ def _replay_cache_key(context, parameters) -> str:
 
 
 def base_eval_request(config, base: dict) -> dict:
+    """Everything the base's evaluation depends on: the model's hash, the content of every task it
+    scores, the split, nofrog's version and results format. A changed suite never answers from
+    the cache with items that no longer pair."""
     files = configured_task_files(config)
     return {"base_model_hash": base["content_hash"], "eval": config.eval.model_dump(mode="json"),
+            "tasks_content": tasks_content_hash(config), "chooses": config.gate.fit,
             "model": config.model.model_dump(mode="json", exclude={"cache_dir"}), "data_hash": files.data_hash,
             "replay_dir": str(config.replay.mix.dir.resolve()) if config.replay.mix.dir else None}
 
@@ -89,12 +94,13 @@ def cached_replay(config, base: dict) -> str:
 @task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
-    return run_evaluation(config, scratch_file)
+    # Every item, selection and test: the fit chooses on the first, the gate reads the second.
+    return run_evaluation(config, scratch_file, part="all")
 
 
 @task(name="evaluate", retries=1, retry_condition_fn=retry_transient)
-def evaluate(config, out_file: Path, model: str | None = None) -> dict:
-    return run_evaluation(config, out_file, model=model)
+def evaluate(config, out_file: Path, model: str | None = None, part: str = "test") -> dict:
+    return run_evaluation(config, out_file, model=model, part=part)
 
 
 @task(name="fine-tune", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
@@ -118,12 +124,11 @@ def compare(config, before: dict, after: dict, out_file: Path) -> dict:
 @task(name="gate")
 def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
-    decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
-    return decision.as_dict()
+    return decide_with(report, config.gate, gain_over_champion).as_dict()
 
 
 @task(name="fit-within-budget")
 def fit_within_budget(config, base_dir: str, candidate_dir: str, before: dict, out_dir: Path,
-                      gain_over_champion: float | None = None) -> dict:
-    """gate.fit=interpolate: the base/candidate interpolations scored and the passing one chosen."""
-    return run_fit(config, Path(base_dir), Path(candidate_dir), before, out_dir, gain_over_champion)
+                      champion_eval: dict | None = None) -> dict:
+    """gate.fit=interpolate: mixes chosen on selection items, the chosen one judged on test items."""
+    return run_fit(config, Path(base_dir), Path(candidate_dir), before, out_dir, champion_eval)

@@ -44,6 +44,10 @@ def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: d
     """Registers the candidate (tags: figures, gate, lineage) and moves the alias only if it passed."""
     tracking.setup(config.tracking)
     decision = registry.GateDecision(gate["passed"], gate["reason"])
+    if config.eval.judge_items != "test":
+        # A screen reads selection items to choose among recipes: its verdict never ships a model.
+        decision = registry.GateDecision(False, f"judged on {config.eval.judge_items} items "
+                                                f"(eval.judge_items): never promoted; the gate said {gate['reason']}")
     name = config.tracking.registered_model
     version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
     alias_move = registry.apply_gate(name, version, decision, config.gate.alias)

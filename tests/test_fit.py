@@ -1,6 +1,7 @@
 """gate.fit=interpolate: weight interpolation between the base and the candidate (WiSE-FT)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,8 +62,19 @@ def test_run_fit_scores_the_mixes_and_keeps_only_the_chosen_model(trained, tiny_
     assert (tmp_path / "fit" / f"alpha{best['alpha']}").is_dir()
     other = next(p["alpha"] for p in result["points"] if p["alpha"] != best["alpha"])
     assert not (tmp_path / "fit" / f"alpha{other}").exists()  # only the chosen model is kept
-    assert json.loads((tmp_path / "fit" / "fit.json").read_text())["chosen"]["alpha"] == best["alpha"]
+    on_disk = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert on_disk["chosen"]["alpha"] == best["alpha"]
     assert (tmp_path / "fit" / "fit.png").stat().st_size > 0
+    # Chosen on selection items, judged afresh on test items: both figures are kept, and no item
+    # the fit chose on is one the gate reads (compared by item id).
+    confirmed = on_disk["confirmed"]
+    assert confirmed["alpha"] == best["alpha"] and confirmed["items"] == "test"
+    assert all(p["items"] == "selection" for p in on_disk["points"])
+    chosen_on = json.loads((tmp_path / "fit" / f"eval_alpha{best['alpha']}_selection.json").read_text())
+    judged_on = json.loads(Path(confirmed["eval"]).read_text())
+    for task, ids in chosen_on["item_ids"].items():
+        assert ids and set(ids).isdisjoint(judged_on["item_ids"][task])
+        assert set(chosen_on["item_parts"][task]) == {"selection"} and set(judged_on["item_parts"][task]) == {"test"}
 
 
 def test_bisection_moves_toward_the_edge_of_the_budget():
@@ -83,7 +95,8 @@ def test_run_fit_refines_between_the_last_pass_and_the_first_failure(trained, ti
     _, candidate = trained
     config = tiny_config(*FAST_EVAL, "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]",
                          "gate.fit_refine_steps=2")
-    outcomes = iter([False, True, True, False])  # 0.75 fails, 0.25 passes, then 0.5 passes, 0.625 fails
+    # 0.75 fails, 0.25 passes, then 0.5 passes, 0.625 fails; the chosen mix passes on test items
+    outcomes = iter([False, True, True, False, True])
     monkeypatch.setattr(gate, "decide", lambda report, **_: gate.GateDecision(next(outcomes), "scripted"))
     before = run_evaluation(config, tmp_path / "before.json")
     result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
@@ -98,12 +111,12 @@ def test_run_fit_stops_the_grid_at_the_first_pass_and_bisects_toward_the_failed_
     _, candidate = trained
     config = tiny_config(*FAST_EVAL, "gate.fit=interpolate", "gate.fit_coefficients=[0.5, 0.9]",
                          "gate.fit_refine_steps=2")
-    outcomes = iter([True, True, False])  # 0.9 passes: 0.5 is never scored; 0.95 passes, 0.975 fails
+    outcomes = iter([True, True, False, True])  # 0.9 passes: 0.5 is never scored; 0.95 passes, 0.975 fails
     monkeypatch.setattr(gate, "decide", lambda report, **_: gate.GateDecision(next(outcomes), "scripted"))
     before = run_evaluation(config, tmp_path / "before.json")
     result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")
     assert [p["alpha"] for p in result["points"]] == [0.9, 0.95, 0.975]
-    assert not (tmp_path / "fit" / "eval_alpha0.5.json").exists()
+    assert not (tmp_path / "fit" / "eval_alpha0.5_selection.json").exists()
 
 
 def test_fit_coefficients_must_lie_strictly_between_base_and_candidate(tiny_config):

@@ -12,9 +12,11 @@ from nofrog_core.gate import decide
 
 def evaluation(tasks: dict[str, tuple[str, str, dict]]) -> dict:
     """A results dict as `nofrog eval` writes it: {task: (role, metric, samples)}."""
-    out = {"results": {}, "samples": {}, "task_info": {}}
+    out = {"results": {}, "samples": {}, "task_info": {}, "item_ids": {}, "item_parts": {}}
     for task, (role, metric, samples) in tasks.items():
+        n = len(next(iter(samples.values())))
         out["samples"][task] = samples
+        out["item_ids"][task], out["item_parts"][task] = [f"{task}-{i}" for i in range(n)], ["test"] * n
         out["results"][task] = {f"{metric},none": value(metric, samples)}
         out["task_info"][task] = {"metric": metric, "higher_is_better": METRICS[metric].higher_is_better,
                                   "role": role}

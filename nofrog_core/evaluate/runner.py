@@ -249,6 +249,37 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     return out
 
 
+# Bumped when the results JSON changes meaning (2: item ids and parts); part of the base cache's key.
+RESULTS_FORMAT = 2
+
+
+def tasks_content_hash(config) -> str:
+    """sha256 over the content of every configured task (YAML files and their data, the shipped
+    texts), nofrog's version and the results format: what a cached base evaluation must match."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..hashing import file_sha256, json_sha256
+
+    content = {}
+    for task in planned_tasks(config):
+        path = Path(task.entry)
+        if is_builtin(task.entry):
+            content[task.entry] = file_sha256(SUITES_DIR.parent / f"{task.entry}.txt") \
+                if task.entry in SHIPPED_BUILTINS else task.entry
+        elif path.exists():
+            files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file())
+            content[task.entry] = {str(p): file_sha256(p) for p in files}
+            for spec in (yaml_tasks.load_task(f) for f in yaml_tasks.task_yaml_files(path)):
+                content[f"{task.entry}:{spec.name}"] = splits.item_ids(spec.docs)  # data files named elsewhere
+        else:
+            content[task.entry] = task.entry  # an lm-eval task: its version is lm-eval's
+    try:
+        nofrog_version = version("nofrog")
+    except PackageNotFoundError:
+        nofrog_version = "unknown"
+    return json_sha256({"tasks": content, "nofrog": nofrog_version, "results_format": RESULTS_FORMAT})
+
+
 def run_harness_tasks(names: list[str], model_ref: models.ModelRef, config) -> dict:
     """lm-eval's own simple_evaluate on the model directory, with its per-document samples turned into
     ours: {task: (results entry, samples, item ids, judged metric, version, config)}."""

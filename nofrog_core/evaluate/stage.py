@@ -11,7 +11,9 @@ from .report import forgetting_report, render_markdown
 from .runner import evaluate_model, write_results
 
 
-def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list[str] | None = None) -> dict:
+def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list[str] | None = None,
+                   part: str = "all") -> dict:
+    """Score a model (the configured base, or `model`) on the `part` items of the configured tasks."""
     config.check_evaluable()
     out_file = Path(out_file)
     if out_file.exists():
@@ -19,17 +21,19 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     check_writable(out_file)  # a read-only directory fails before the scoring, not after it
     if model is not None:  # another model (a checkpoint directory, a Hub id) with the same settings
         config = config.with_values({"model.name_or_path": str(model)})
-    results = evaluate_model(models.resolve_model(config.model), config, tasks)
+    results = evaluate_model(models.resolve_model(config.model), config, tasks, part)
     write_results(results, out_file)
     return results
 
 
-def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
-    """The forgetting report of two evaluations: `out_file` (JSON), its markdown and PNG beside it."""
+def run_report(config, before: dict, after: dict, out_file: Path, part: str | None = None) -> dict:
+    """The forgetting report of two evaluations on the `part` items (default `eval.judge_items`):
+    `out_file` (JSON), its markdown and PNG beside it."""
     from ..plots import plot_forgetting
 
     ec = config.eval
-    report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence)
+    report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence,
+                               part or ec.judge_items)
     out_file = Path(out_file)
     write_results(report, out_file)
     out_file.with_suffix(".md").write_text(render_markdown(report))
@@ -38,25 +42,36 @@ def run_report(config, before: dict, after: dict, out_file: Path) -> dict:
 
 
 def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: Path,
-            gain_over_champion: float | None = None) -> dict:
-    """`gate.fit: interpolate`: the coefficients of `gate.fit_coefficients`, largest first, scored like
-    the candidate until one passes, then `gate.fit_refine_steps` bisections toward the budget's edge
-    (the failed candidate at alpha 1 bounds the bracket from above); returns the points, the chosen
-    one (or None) and the paths of fit.json / fit.png."""
+            champion_eval: dict | None = None) -> dict:
+    """`gate.fit: interpolate`: the coefficients of `gate.fit_coefficients`, largest first, scored on
+    selection items until one passes, then `gate.fit_refine_steps` bisections toward the budget's
+    edge (the failed candidate at alpha 1 bounds the bracket from above). The chosen mix is then
+    scored afresh on the judged items (`eval.judge_items`, test by default), and that evaluation,
+    not the one it was chosen on, is what the gate reads. `champion_eval`: the champion's
+    evaluation on all items, when `gate.require_beat_champion` compares each mix with it by the
+    mix's own gain. Returns the points (both figures each), the chosen one and the file paths."""
     from .. import fit
-    from ..gate import DECISION_KEYS, decide
+    from ..gate import decide_with
     from ..plots import plot_fit
+    from ..splits import SELECTION
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     points = []
 
+    def judge(after: dict, part: str, name: str):
+        report = run_report(config, before, after, out_dir / f"forgetting_{name}.json", part)
+        over_champion = None
+        if champion_eval is not None:
+            over_champion = forgetting_report(champion_eval, after, config.eval.bootstrap_resamples, config.eval.seed,
+                                              config.eval.confidence, part)["task_gain"]
+        return report, decide_with(report, config.gate, over_champion)
+
     def score(alpha: float) -> None:
         model_dir = fit.write_interpolated(Path(base_dir), Path(candidate_dir), alpha, out_dir / f"alpha{alpha}")
-        after = run_evaluation(config, out_dir / f"eval_alpha{alpha}.json", model=str(model_dir))
-        report = run_report(config, before, after, out_dir / f"forgetting_alpha{alpha}.json")
-        decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS),
-                          gain_over_champion=gain_over_champion)
+        after = run_evaluation(config, out_dir / f"eval_alpha{alpha}_selection.json", model=str(model_dir),
+                               part=SELECTION)
+        report, decision = judge(after, SELECTION, f"alpha{alpha}_selection")
         points.append(fit.FitPoint(alpha, str(model_dir), report["forgetting_clipped"],
                                    report["forgetting_clipped_ci"], report["task_gain"], report["task_gain_ci"],
                                    decision.passed, decision.reason))
@@ -77,10 +92,26 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
     for point in points:  # only the chosen model is kept: each is a full copy of the weights
         if chosen is None or point.alpha != chosen.alpha:
             shutil.rmtree(point.model_dir, ignore_errors=True)
-    summary = {"strategy": "interpolate", "points": [p.as_dict() for p in points],
-               "chosen": chosen.as_dict() if chosen else None, "max_forgetting": config.gate.max_forgetting}
+    confirmed = None
+    if chosen is not None:
+        # Chosen on selection items; judged afresh on the items the gate reads.
+        part = config.eval.judge_items
+        after = run_evaluation(config, after_path(out_dir, chosen.alpha, part), model=chosen.model_dir,
+                               part=part)
+        report, decision = judge(after, part, f"alpha{chosen.alpha}_{part}")
+        confirmed = {"alpha": chosen.alpha, "items": part, "forgetting": report["forgetting_clipped"],
+                     "forgetting_ci": report["forgetting_clipped_ci"], "task_gain": report["task_gain"],
+                     "task_gain_ci": report["task_gain_ci"], "passed": decision.passed, "reason": decision.reason,
+                     "eval": str(after_path(out_dir, chosen.alpha, part)),
+                     "report": str(out_dir / f"forgetting_alpha{chosen.alpha}_{part}.json")}
+    summary = {"strategy": "interpolate", "selected_on": SELECTION,
+               "points": [{**p.as_dict(), "items": SELECTION} for p in points],
+               "chosen": chosen.as_dict() if chosen else None, "confirmed": confirmed,
+               "max_forgetting": config.gate.max_forgetting}
     write_results(summary, out_dir / "fit.json")
     plot_fit(summary, out_dir / "fit.png")
-    return {**summary, "fit_json": str(out_dir / "fit.json"), "fit_png": str(out_dir / "fit.png"),
-            "chosen_report": str(out_dir / f"forgetting_alpha{chosen.alpha}.json") if chosen else None,
-            "chosen_eval": str(out_dir / f"eval_alpha{chosen.alpha}.json") if chosen else None}
+    return {**summary, "fit_json": str(out_dir / "fit.json"), "fit_png": str(out_dir / "fit.png")}
+
+
+def after_path(out_dir: Path, alpha: float, part: str) -> Path:
+    return Path(out_dir) / f"eval_alpha{alpha}_{part}.json"
