@@ -301,7 +301,7 @@ class Bench:
         run would register: the candidate if it passes, else the best passing mix, else the candidate."""
         from nofrog_core import models
         from nofrog_core.evaluate.stage import run_fit
-        from nofrog_core.gate import DECISION_KEYS, decide
+        from nofrog_core.evaluate.stage import decide_with
 
         seed = seed_of(arm.name)
         source = self.work / seeded_name(arm.fit_of, seed)
@@ -311,7 +311,7 @@ class Bench:
         config = self.eval_config(overrides)
         report = json.loads((source / "forgetting.json").read_text())
         after = json.loads((source / "eval.json").read_text())
-        decision = decide(report, **config.gate.model_dump(include=DECISION_KEYS))
+        decision = decide_with(report, config.gate)
         started = time.time()
         fitted = None
         if not decision.passed:
@@ -324,9 +324,9 @@ class Bench:
                 run_training(self.config(overrides), model_dir.parent)
             base_dir = models.resolve_model(config.model).path
             fitted = run_fit(config, base_dir, model_dir, before, self.work / arm.name / "fit")
-            if fitted["chosen"]:
-                report = json.loads(Path(fitted["chosen_report"]).read_text())
-                after = json.loads(Path(fitted["chosen_eval"]).read_text())
+            if fitted["confirmed"]:  # the chosen mix's fresh evaluation on the judged items
+                report = json.loads(Path(fitted["confirmed"]["report"]).read_text())
+                after = json.loads(Path(fitted["confirmed"]["eval"]).read_text())
         arm_dir = self.work / arm.name
         # The training record travels with the arm (its MLflow run logs the history and curves).
         shutil.copytree(source / "train", arm_dir / "train", ignore=shutil.ignore_patterns("model", "checkpoint*"),

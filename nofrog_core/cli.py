@@ -157,7 +157,7 @@ def gate(
     """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
     from . import tracking
     from .evaluate.report import forgetting_report
-    from .gate import decide_with
+    from .evaluate.stage import decide_with
     from .registry import apply_gate, registry_versions_of_run
 
     with user_errors():

@@ -97,7 +97,3 @@ def excluded_tasks(report: dict) -> list[str]:
 DECISION_KEYS = {"max_forgetting", "min_task_gain", "decide_on", "max_task_drop", "max_significant_task_drop",
                  "allow_excluded", "require_beat_champion"}
 
-
-def decide_with(report: dict, gate_config, gain_over_champion: float | None = None) -> GateDecision:
-    """`decide` with the `gate:` section's settings: the one way the pipeline, the fit and the CLI gate."""
-    return decide(report, **gate_config.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)

@@ -17,9 +17,8 @@ from prefect import task
 
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import configured_task_files
-from nofrog_core.evaluate.stage import run_evaluation, run_fit, run_report
+from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_fit, run_report
 from nofrog_core.evaluate.runner import tasks_content_hash
-from nofrog_core.gate import decide_with
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
 from nofrog_core.train.stage import run_training

@@ -26,6 +26,14 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     return results
 
 
+def decide_with(report: dict, gate_config, gain_over_champion: float | None = None):
+    """The gate rule (`gate.decide`, plain values) with the `gate:` section's settings: the one way
+    the pipeline, the fit, the benchmark and the CLI gate decide."""
+    from ..gate import DECISION_KEYS, decide
+
+    return decide(report, **gate_config.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
+
+
 def run_report(config, before: dict, after: dict, out_file: Path, part: str | None = None) -> dict:
     """The forgetting report of two evaluations on the `part` items (default `eval.judge_items`):
     `out_file` (JSON), its markdown and PNG beside it."""
@@ -51,7 +59,6 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
     evaluation on all items, when `gate.require_beat_champion` compares each mix with it by the
     mix's own gain. Returns the points (both figures each), the chosen one and the file paths."""
     from .. import fit
-    from ..gate import decide_with
     from ..plots import plot_fit
     from ..splits import SELECTION
 
