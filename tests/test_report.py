@@ -163,3 +163,70 @@ def test_judged_metric_comes_from_the_task_with_an_override_in_config():
     assert judged_metric("t", declared, "multiple_choice", override)["metric"] == "acc_norm"
     with pytest.raises(ValueError, match=r"metric 'f1' cannot be computed .* eval.task_metrics.t.metric"):
         judged_metric("t", [{"metric": "f1"}], "generate_until", {})
+
+
+def mc(correct: list[int]) -> dict:
+    return {"acc": [float(c) for c in correct]}
+
+
+def test_items_are_paired_by_id_not_by_position():
+    before = evaluation({"q": ("forgetting", "acc", mc([1, 1, 0, 0])), "g": ("gain", "acc", mc([0, 0]))})
+    after = evaluation({"q": ("forgetting", "acc", mc([0, 0, 1, 1])), "g": ("gain", "acc", mc([1, 1]))})
+    after["item_ids"]["q"] = list(reversed(after["item_ids"]["q"]))  # the same items, shuffled
+    report = forgetting_report(before, after)
+    [row] = report["forgetting_tasks"]
+    assert row["drop"] == 0.0 and row["right_to_wrong"] == row["wrong_to_right"] == 0
+    assert report["split"]["q"]["paired"] == 4 and report["items_read"] == "test"
+
+
+def test_an_excluded_forgetting_task_rejects_naming_it_unless_allowed():
+    before = evaluation({"q": ("forgetting", "acc", mc([1] * 5)), "g": ("gain", "acc", mc([0, 0]))})
+    after = evaluation({"q": ("forgetting", "acc", mc([0] * 4)), "g": ("gain", "acc", mc([1, 1]))})
+    report = forgetting_report(before, after)  # one item lost: the items differ, the task is left out
+    assert [e["task"] for e in report["excluded"]] == ["q"] and report["forgetting"] is None
+    rejected = decide(report, 0.03, 0.0)
+    assert not rejected.passed and "q (forgetting)" in rejected.reason and "allow_excluded" in rejected.reason
+    before = evaluation({"q": ("forgetting", "acc", mc([1] * 5)), "z": ("forgetting", "acc", mc([0] * 3)),
+                         "g": ("gain", "acc", mc([0, 0]))})
+    after = evaluation({"q": ("forgetting", "acc", mc([1] * 5)), "z": ("forgetting", "acc", mc([0] * 3)),
+                        "g": ("gain", "acc", mc([1, 1]))})
+    report = forgetting_report(before, after)  # z's base score is 0: excluded
+    assert not decide(report, 0.03, 0.0).passed
+    allowed = decide(report, 0.03, 0.0, allow_excluded=True)
+    assert allowed.passed and "accepted without z" in allowed.reason
+
+
+def test_a_significant_loss_of_one_task_is_not_averaged_away():
+    n = 200
+    lost = [1] * 120 + [0] * 80
+    before = evaluation({"knowledge": ("forgetting", "acc", mc([1] * 140 + [0] * 60)),
+                         "text": ("forgetting", "bits_per_byte", text([50.0] * 40)),
+                         "g": ("gain", "acc", mc([0, 0]))})
+    after = evaluation({"knowledge": ("forgetting", "acc", mc(lost)),  # 140 -> 120 right: -14%, every flip a loss
+                        "text": ("forgetting", "bits_per_byte", text([49.0] * 40)),  # text improved 2%
+                        "g": ("gain", "acc", mc([1, 1]))})
+    report = forgetting_report(before, after)
+    assert report["forgetting_clipped"] == pytest.approx(0.5 * 20 / 140)
+    # Past the aggregate alone (a loose 10% budget) the per-task rules still reject, naming the task.
+    assert decide(report, 0.10, 0.0).passed
+    per_task = decide(report, 0.10, 0.0, max_task_drop=0.05)
+    assert not per_task.passed and "knowledge dropped" in per_task.reason
+    beyond_noise = decide(report, 0.10, 0.0, max_significant_task_drop=0.03)
+    assert not beyond_noise.passed and "beyond its noise" in beyond_noise.reason and "McNemar" in beyond_noise.reason
+    assert n == len(lost)
+
+
+def test_expanded_interval_covers_on_few_documents():
+    # 15 documents whose NLL after is a noisy multiple of before: the drop's 95% interval must
+    # cover the true drop (the ratio of expected totals) at least 93% of the time.
+    rng = np.random.default_rng(0)
+    true_ratio, covered, trials = 1.05, 0, 300
+    for trial in range(trials):
+        base = rng.lognormal(4.0, 0.5, size=15)
+        after_nll = base * rng.normal(true_ratio, 0.05, size=15)
+        before = evaluation({"t": ("forgetting", "bits_per_byte", text(list(base))), "g": ("gain", "acc", mc([0]))})
+        after = evaluation({"t": ("forgetting", "bits_per_byte", text(list(after_nll))),
+                            "g": ("gain", "acc", mc([1]))})
+        [row] = forgetting_report(before, after, resamples=400, seed=trial)["forgetting_tasks"]
+        covered += row["ci"][0] <= true_ratio - 1 <= row["ci"][1]
+    assert covered / trials >= 0.93
