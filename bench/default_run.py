@@ -10,7 +10,12 @@ wall time of every stage, and the SFT reference's exact match and forgetting; ov
 means with t-intervals and the exact match minus SFT's paired by seed. Writes
 bench/results/default_run.{json,md}. A seed whose run (or reference) finished is reused.
 
-    .venv/bin/python bench/default_run.py --seeds 3            # ~13-19 + 8 min per seed on 2 CPU cores
+    .venv/bin/python bench/default_run.py --seeds 0 1 2         # ~13-19 + 8 min per seed on 2 CPU cores
+    .venv/bin/python bench/default_run.py --seeds 3 4 5 --results-name default_confirm
+
+Seeds 0-2 are the screening seeds (`bench/screen_default.py` chose the recipe on them); a
+confirmation reads seeds nobody screened (3-5). Every run judges on test items
+(`eval.judge_items: test`, the default); the results file names the seeds and the items.
 
 A candidate recipe runs through the same main job with `--set key=value` (repeatable) on top of
 configs/default.yaml and `--name N` (its own work dir and bench/results/default_run_N.{json,md});
@@ -32,6 +37,7 @@ import time
 from pathlib import Path
 
 from nofrog_core.evaluate.comparison import mean_interval, paired_seed_difference
+from nofrog_core.splits import CHOOSE_ON_SELECTION, SCREENING_SEEDS
 from nofrog_core.train.loop import rows_per_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +50,15 @@ SFT_REFERENCE = ("train.schedule=constant", "train.lr=2e-5", "replay.mix.ratio=0
                  "train.lora.enabled=false", "train.osf.enabled=false", "train.objective=sft", "compute.num_workers=0",
                  "gate.fit=none")
 MIN_GAIN_RATIO = 0.9
+
+
+def items_read(rows: list[dict]) -> dict:
+    """Which items every run's report read and how many of each task's items that is (from the
+    first seed's forgetting.json: the split depends on item content alone, so every seed's is the same)."""
+    if not rows:
+        return {}
+    report = json.loads((Path(rows[0]["run_dir"]) / "forgetting.json").read_text())
+    return {"read": report.get("items_read"), "split": report.get("split")}
 
 
 def log(message: str) -> None:
@@ -60,6 +75,12 @@ def sets(overrides) -> list[str]:
     return [arg for value in overrides for arg in ("--set", value)]
 
 
+def judging(seed: int) -> list[str]:
+    """A screening seed's run chose the recipe, so it reads selection items (and is never promoted);
+    a fresh seed's run is a confirmation and reads the test items, as a user's run does."""
+    return [CHOOSE_ON_SELECTION] if seed in SCREENING_SEEDS else []
+
+
 def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     """The run directory of `nofrog run` at this seed (an earlier finished one is reused)."""
     marker = work / f"seed{seed}.run"
@@ -68,7 +89,7 @@ def default_run(seed: int, work: Path, recipe: list[str]) -> Path:
     existing = set(glob.glob(str(work / "runs" / "2*")))
     log(f"seed {seed}: nofrog run --config configs/default.yaml {' '.join(sets(recipe))} --set train.seed={seed}")
     nofrog(["run", "--config", str(CONFIG),
-            *sets([*recipe, f"train.seed={seed}", f"tracking.output_dir={work / 'runs'}"])],
+            *sets([*recipe, *judging(seed), f"train.seed={seed}", f"tracking.output_dir={work / 'runs'}"])],
            work, work / f"seed{seed}.log")
     run_dir = Path(max(set(glob.glob(str(work / "runs" / "2*"))) - existing))
     marker.write_text(f"{run_dir}\n")
@@ -92,7 +113,7 @@ def sft_reference(seed: int, steps: int, task_rows: int, run_dir: Path, work: Pa
     out = work / f"seed{seed}_steps{steps}_rows{task_rows}_plain"  # "_plain": freeze_bottom and llrd reset too
     report_file = out / "eval_forgetting.json"  # `nofrog eval --baseline` writes it beside eval.json
     if not report_file.exists():
-        overrides = [*SFT_REFERENCE, f"train.seed={seed}", f"train.batch_size={task_rows}",
+        overrides = [*SFT_REFERENCE, *judging(seed), f"train.seed={seed}", f"train.batch_size={task_rows}",
                      f"train.max_steps={steps}", "train.epochs=1000"]  # epochs never bind: max_steps stops it
         log(f"seed {seed}: SFT reference, {steps} steps of {task_rows} task rows ({' '.join(SFT_REFERENCE)})")
         started = time.time()
@@ -196,13 +217,23 @@ def drops_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def seeds_line(result: dict) -> str:
+    seeds, screening = result.get("seeds_run", []), result.get("screening_seeds", list(SCREENING_SEEDS))
+    kind = ("a confirmation: none of them chose anything" if result.get("confirmation")
+            else f"screening seeds {screening} are among them: the recipe was chosen on these runs")
+    items = result.get("items") or {}
+    counts = ", ".join(f"{task} {part.get('paired', '?')}" for task, part in (items.get("split") or {}).items())
+    return (f"Seeds {seeds} ({kind}). Every report read the {items.get('read', '?')} items of each task "
+            f"({counts}; split by content hash, `nofrog_core/splits.py`).")
+
+
 def markdown(result: dict) -> str:
     title = " ".join(["nofrog run --config configs/default.yaml", *(f"--set {v}" for v in result["recipe"])])
     lines = [f"# The main job over seeds: `{title}`", "",
              f"Produced by `{result['command']}` on {result['machine']['cpus']} CPU cores. SFT reference: "
              f"{', '.join(SFT_REFERENCE)}, for the run's optimizer steps at its task rows per step (the same "
              "steps and the same task rows; the run adds its replay rows on top), scored on the same base results.",
-             "",
+             "", seeds_line(result), "",
              "| seed | engine | replay | gate | fit alpha | forgetting (clipped) [95%] | unfitted | exact match "
              "(gain [95%]) | SFT steps x task rows | SFT exact match | SFT forgetting | EM / SFT EM | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -253,7 +284,10 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SCREENING_SEEDS),
+                        help="train.seed values (default: the screening seeds 0 1 2; confirm at 3 4 5)")
+    parser.add_argument("--results-name", default="default_run",
+                        help="results file stem in bench/results (default_confirm for a confirmation)")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "default-run")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--set", dest="recipe", action="append", default=[], metavar="KEY=VALUE",
@@ -265,16 +299,21 @@ def main() -> None:
     if args.recipe and not args.name:
         parser.error("--set needs --name: a candidate's runs and results must not overwrite the default's")
     suffix = f"_{args.name}" if args.name else ""
+    stem = f"{args.results_name}{suffix}"
     work = args.work.parent / f"{args.work.name}{suffix}"
     work.mkdir(parents=True, exist_ok=True)
-    rows = [seed_result(seed, work, args.recipe) for seed in range(args.seeds)]
+    rows = [seed_result(seed, work, args.recipe) for seed in args.seeds]
     ratios = [r["gain_ratio_vs_sft"] for r in rows if r["gain_ratio_vs_sft"] is not None]
     result = {
-        "command": " ".join(["python bench/default_run.py", f"--seeds {args.seeds}",
+        "command": " ".join(["python bench/default_run.py", "--seeds", *map(str, args.seeds),
+                             *([f"--results-name {args.results_name}"] if args.results_name != "default_run" else []),
                              *(f"--set {value}" for value in args.recipe),
                              *([f"--name {args.name}"] if args.name else []),
                              *([f"--against {args.against}"] if args.against else [])]),
         "recipe": args.recipe,
+        "seeds_run": args.seeds, "screening_seeds": list(SCREENING_SEEDS),
+        "confirmation": not set(args.seeds) & set(SCREENING_SEEDS),
+        "items": items_read(rows),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "sft_reference": list(SFT_REFERENCE), "seeds": rows,
         "summary": {"gain_ratios": ratios, "gain_ratio_mean": statistics.fmean(ratios) if ratios else None,
@@ -284,9 +323,9 @@ def main() -> None:
     if args.against:
         result["summary"]["against"] = against(rows, args.against)
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"default_run{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.results / f"default_run{suffix}.md").write_text(markdown(result))
-    log(f"-> {args.results / f'default_run{suffix}.md'}")
+    (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text(markdown(result))
+    log(f"-> {args.results / f'{stem}.md'}")
 
 
 if __name__ == "__main__":

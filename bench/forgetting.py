@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from nofrog_core.config import load_config  # noqa: E402
+from nofrog_core.splits import CHOOSE_ON_SELECTION  # noqa: E402
 from nofrog_core.evaluate import comparison  # noqa: E402
 from nofrog_core.evaluate.stage import run_evaluation, run_report  # noqa: E402
 from nofrog_core.plots import plot_pareto  # noqa: E402
@@ -170,7 +171,8 @@ def grid_arms(sft_lr: float) -> list[Arm]:
 # replay KL later): every arm starts from none of them too. They are applied beside the scale but kept
 # out of the request key, which records what an arm's results ran at: before those commits the
 # default held exactly these values, so earlier results stay the same request.
-NEUTRAL = ("train.freeze_bottom=0", "train.llrd=1.0", "replay.mix.kl_weight=0")
+# The benchmark chooses (its table ranks methods), so it reads selection items only.
+NEUTRAL = ("train.freeze_bottom=0", "train.llrd=1.0", "replay.mix.kl_weight=0", CHOOSE_ON_SELECTION)
 
 
 class Bench:

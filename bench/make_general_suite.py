@@ -37,23 +37,46 @@ CAPITALS = {
     "Chile": "Santiago", "Colombia": "Bogota", "Cuba": "Havana", "Iran": "Tehran", "Iraq": "Baghdad",
     "Saudi Arabia": "Riyadh", "Pakistan": "Islamabad", "Ethiopia": "Addis Ababa", "Ghana": "Accra",
     "Iceland": "Reykjavik", "Romania": "Bucharest", "Czechia": "Prague", "Ukraine": "Kyiv", "Morocco": "Rabat",
+    # Added in suite version 3, so that the test part alone (70% of the items) is as large as the whole
+    # version-2 suite: the gate's interval stays as narrow as before the split.
+    "Switzerland": "Bern", "Brazil": "Brasilia", "Venezuela": "Caracas", "Ecuador": "Quito",
+    "Uruguay": "Montevideo", "Paraguay": "Asuncion", "Nigeria": "Abuja", "Algeria": "Algiers", "Tunisia": "Tunis",
+    "Libya": "Tripoli", "Sudan": "Khartoum", "Senegal": "Dakar", "Uganda": "Kampala", "Zimbabwe": "Harare",
+    "Angola": "Luanda", "Syria": "Damascus", "Lebanon": "Beirut", "Jordan": "Amman", "Afghanistan": "Kabul",
+    "Nepal": "Kathmandu", "Bangladesh": "Dhaka", "Malaysia": "Kuala Lumpur", "Mongolia": "Ulaanbaatar",
+    "North Korea": "Pyongyang", "Cambodia": "Phnom Penh", "Laos": "Vientiane", "Serbia": "Belgrade",
+    "Croatia": "Zagreb", "Bulgaria": "Sofia", "Slovakia": "Bratislava", "Slovenia": "Ljubljana", "Estonia": "Tallinn",
+    "Latvia": "Riga", "Lithuania": "Vilnius", "Belarus": "Minsk", "Albania": "Tirana", "Jamaica": "Kingston",
+    "Costa Rica": "San Jose", "Qatar": "Doha", "Oman": "Muscat", "Georgia": "Tbilisi", "Armenia": "Yerevan",
+    "Azerbaijan": "Baku", "Uzbekistan": "Tashkent",
 }
 SYMBOLS = {
     "hydrogen": "H", "helium": "He", "carbon": "C", "nitrogen": "N", "oxygen": "O", "sodium": "Na", "iron": "Fe",
     "gold": "Au", "silver": "Ag", "copper": "Cu", "lead": "Pb", "potassium": "K", "calcium": "Ca",
     "chlorine": "Cl", "sulfur": "S", "zinc": "Zn", "tin": "Sn", "mercury": "Hg", "neon": "Ne", "magnesium": "Mg",
     "aluminium": "Al", "silicon": "Si", "uranium": "U", "nickel": "Ni",
+    "fluorine": "F", "phosphorus": "P", "argon": "Ar", "lithium": "Li", "cobalt": "Co", "platinum": "Pt",
+    "chromium": "Cr", "manganese": "Mn", "iodine": "I", "bromine": "Br", "titanium": "Ti", "tungsten": "W",
+    "boron": "B", "beryllium": "Be", "barium": "Ba",
 }
 LANGUAGES = {
     "Brazil": "Portuguese", "Mexico": "Spanish", "Germany": "German", "France": "French", "Japan": "Japanese",
     "Russia": "Russian", "Italy": "Italian", "Greece": "Greek", "the Netherlands": "Dutch", "Sweden": "Swedish",
     "Poland": "Polish", "Turkey": "Turkish", "Egypt": "Arabic", "South Korea": "Korean", "Argentina": "Spanish",
     "Portugal": "Portuguese", "Austria": "German", "China": "Chinese", "Finland": "Finnish", "Hungary": "Hungarian",
+    "Spain": "Spanish", "Norway": "Norwegian", "Denmark": "Danish", "Czechia": "Czech", "Romania": "Romanian",
+    "Iran": "Persian", "Thailand": "Thai", "Vietnam": "Vietnamese", "Indonesia": "Indonesian",
+    "Ukraine": "Ukrainian", "the United Kingdom": "English", "Australia": "English", "Colombia": "Spanish",
+    "Peru": "Spanish", "Saudi Arabia": "Arabic", "Iceland": "Icelandic",
 }
 CURRENCIES = {
     "Japan": "yen", "the United Kingdom": "pound", "the United States": "dollar", "India": "rupee",
     "Russia": "ruble", "China": "yuan", "Mexico": "peso", "Switzerland": "franc", "Germany": "euro",
     "South Korea": "won", "Sweden": "krona", "Brazil": "real",
+    "Thailand": "baht", "Poland": "zloty", "Turkey": "lira", "Vietnam": "dong", "Denmark": "krone",
+    "Norway": "krone", "South Africa": "rand", "Nigeria": "naira", "Indonesia": "rupiah", "Malaysia": "ringgit",
+    "Hungary": "forint", "Canada": "dollar", "Australia": "dollar", "France": "euro", "Italy": "euro",
+    "Spain": "euro", "Egypt": "pound", "Argentina": "peso", "Saudi Arabia": "riyal",
 }
 ANIMAL_CLASSES = {
     "dolphin": "mammal", "shark": "fish", "eagle": "bird", "snake": "reptile", "frog": "amphibian",
@@ -61,6 +84,9 @@ ANIMAL_CLASSES = {
     "owl": "bird", "lizard": "reptile", "tuna": "fish", "salamander": "amphibian", "tortoise": "reptile",
     "ostrich": "bird", "horse": "mammal", "trout": "fish", "parrot": "bird", "toad": "amphibian",
     "elephant": "mammal", "cod": "fish", "sparrow": "bird", "cobra": "reptile", "mouse": "mammal",
+    "tiger": "mammal", "duck": "bird", "newt": "amphibian", "iguana": "reptile", "carp": "fish", "rabbit": "mammal",
+    "swan": "bird", "alligator": "reptile", "herring": "fish", "giraffe": "mammal", "robin": "bird",
+    "gecko": "reptile",
 }
 FACTS = [  # question, right answer, three wrong answers
     ("What is the tallest mountain on Earth?", "Mount Everest", ["Mont Blanc", "Kilimanjaro", "Mount Fuji"]),
@@ -107,6 +133,46 @@ FACTS = [  # question, right answer, three wrong answers
     ("Which season comes after summer?", "autumn", ["spring", "winter", "summer"]),
     ("What is the tool used to measure temperature?", "a thermometer", ["a ruler", "a scale", "a compass"]),
     ("What is the tool used to find north?", "a compass", ["a thermometer", "a clock", "a ruler"]),
+    ("What is the largest ocean on Earth?", "the Pacific Ocean", ["the Atlantic Ocean", "the Indian Ocean",
+                                                                   "the Arctic Ocean"]),
+    ("What is the largest planet in the solar system?", "Jupiter", ["Mercury", "Mars", "Venus"]),
+    ("Which planet is known as the Red Planet?", "Mars", ["Venus", "Jupiter", "Saturn"]),
+    ("What is the star at the centre of our solar system?", "the Sun", ["Sirius", "the Moon", "Polaris"]),
+    ("At what temperature in Celsius does water freeze?", "0 degrees", ["100 degrees", "10 degrees",
+                                                                        "50 degrees"]),
+    ("How many legs does a spider have?", "eight", ["six", "four", "ten"]),
+    ("How many legs does an insect have?", "six", ["eight", "four", "ten"]),
+    ("How many days are in a week?", "seven", ["five", "ten", "six"]),
+    ("How many months are in a year?", "twelve", ["ten", "eleven", "fourteen"]),
+    ("How many hours are in a day?", "twenty-four", ["twelve", "twenty", "thirty"]),
+    ("How many minutes are in an hour?", "sixty", ["thirty", "one hundred", "twenty-four"]),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci", ["Pablo Picasso", "Vincent van Gogh", "Claude Monet"]),
+    ("Who discovered penicillin?", "Alexander Fleming", ["Louis Pasteur", "Marie Curie", "Isaac Newton"]),
+    ("Who invented the telephone?", "Alexander Graham Bell", ["Thomas Edison", "Nikola Tesla", "James Watt"]),
+    ("Who was the first President of the United States?", "George Washington",
+     ["Abraham Lincoln", "Thomas Jefferson", "John Adams"]),
+    ("What is the largest country by area?", "Russia", ["China", "Canada", "Brazil"]),
+    ("What is the longest river in Africa?", "the Nile", ["the Congo", "the Niger", "the Amazon"]),
+    ("On which continent is Egypt?", "Africa", ["Asia", "Europe", "South America"]),
+    ("On which continent is Brazil?", "South America", ["Africa", "Asia", "Europe"]),
+    ("On which continent is Japan?", "Asia", ["Europe", "Africa", "South America"]),
+    ("What is H2O commonly called?", "water", ["salt", "sugar", "air"]),
+    ("Which gas do plants take in from the air to make food?", "carbon dioxide", ["oxygen", "helium", "neon"]),
+    ("Which organ pumps blood around the body?", "the heart", ["the lungs", "the brain", "the liver"]),
+    ("Which organ do people think with?", "the brain", ["the heart", "the stomach", "the lungs"]),
+    ("What do bees make?", "honey", ["milk", "butter", "cheese"]),
+    ("What is frozen water called?", "ice", ["steam", "fog", "sand"]),
+    ("Which animal is called the king of the jungle?", "the lion", ["the elephant", "the zebra", "the monkey"]),
+    ("In which country are the pyramids of Giza?", "Egypt", ["Mexico", "Greece", "India"]),
+    ("In which city is the Statue of Liberty?", "New York", ["Paris", "London", "Boston"]),
+    ("In which country is Big Ben?", "the United Kingdom", ["France", "Germany", "Italy"]),
+    ("Which metal is liquid at room temperature?", "mercury", ["iron", "gold", "copper"]),
+    ("What do you call a baby dog?", "a puppy", ["a kitten", "a calf", "a lamb"]),
+    ("What do you call a baby cat?", "a kitten", ["a puppy", "a foal", "a cub"]),
+    ("What color is the sky on a clear day?", "blue", ["green", "red", "brown"]),
+    ("Which season is usually the coldest?", "winter", ["summer", "spring", "autumn"]),
+    ("How many wheels does a bicycle have?", "two", ["three", "four", "one"]),
+    ("What is the tool used to measure length?", "a ruler", ["a thermometer", "a compass", "a clock"]),
 ]
 OPPOSITES = {
     "hot": "cold", "big": "small", "up": "down", "fast": "slow", "happy": "sad", "dark": "light",
@@ -211,10 +277,10 @@ def world_knowledge(rng: random.Random) -> list[dict]:
     return items
 
 
-def arithmetic(rng: random.Random, count: int = 360) -> list[dict]:
-    items = []
+def arithmetic(rng: random.Random, count: int = 500) -> list[dict]:
+    items, seen, attempt = [], set(), 0
     while len(items) < count:
-        kind = len(items) % 3
+        kind, attempt = attempt % 3, attempt + 1  # the 88 small products run out first; sums and differences fill
         if kind == 0:
             a, b = rng.randint(10, 69), rng.randint(10, 29)
             question, value = f"{a} + {b} =", a + b
@@ -225,7 +291,9 @@ def arithmetic(rng: random.Random, count: int = 360) -> list[dict]:
             a, b = rng.randint(2, 9), rng.randint(2, 12)
             question, value = f"{a} * {b} =", a * b
         wrong = rng.sample([value + d for d in (-10, -2, -1, 1, 2, 10) if value + d >= 0], 3)
-        items.append(choice_item(question, str(value), [str(w) for w in wrong], rng))
+        if question not in seen:  # a repeated question would count one capability twice
+            seen.add(question)
+            items.append(choice_item(question, str(value), [str(w) for w in wrong], rng))
     return items
 
 
@@ -275,8 +343,13 @@ def story_item(rng: random.Random, kind: int) -> dict:
     return choice_item(text, a, [b, c], rng)
 
 
-def everyday_reasoning(rng: random.Random, stories: int = 210) -> list[dict]:
-    items = [story_item(rng, i % 3) for i in range(stories)]
+def everyday_reasoning(rng: random.Random, stories: int = 300) -> list[dict]:
+    items, seen = [], set()
+    while len(items) < stories:  # each story once: a repeated one would count one capability twice
+        item = story_item(rng, len(items) % 3)
+        if item["question"] not in seen:
+            seen.add(item["question"])
+            items.append(item)
     items += [choice_item(q, right, wrong, rng) for q, right, wrong in COMMON_SENSE]
     return items
 
@@ -298,7 +371,7 @@ metric_list:
   - metric: acc_norm
     higher_is_better: true
 metadata:
-  version: 2
+  version: 3
 """
 DOCS = {
     "world_knowledge": "Capitals, chemical symbols, languages, currencies, animal classes, science and everyday facts.",

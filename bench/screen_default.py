@@ -23,12 +23,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nofrog_core.splits import CHOOSE_ON_SELECTION, SCREENING_SEEDS
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "default.yaml"
 WORK = ROOT / "bench" / "work" / "screen"
 RESULTS = ROOT / "bench" / "results"
 NOFROG = Path(sys.executable).parent / "nofrog"
-SEED = 0
+SEED = SCREENING_SEEDS[0]
+# A screen chooses, so it scores selection items only; the gate's test items stay unseen.
+SCREEN = (CHOOSE_ON_SELECTION,)
 # The candidates below are written against configs/default.yaml as it is now; these name what the
 # earlier defaults had, so each line still reproduces the run it names.
 PREVIOUS_MIX = ("train.batch_size=8", "replay.mix.ratio=0.25")  # 6 task rows + 2 replay rows a step, 180 steps
@@ -131,7 +135,7 @@ def base_scores() -> Path:
     out = WORK / "base.json"
     if not out.exists():
         log("scoring the base model")
-        nofrog("eval", "--config", str(CONFIG), "--out", str(out), log_file=WORK / "base.log")
+        nofrog("eval", "--config", str(CONFIG), *sets(SCREEN), "--out", str(out), log_file=WORK / "base.log")
     return out
 
 
@@ -157,7 +161,7 @@ def run(candidate: Candidate) -> dict:
                    log_file=WORK / f"{candidate.name}.log")
             model = out / "train" / "model"
         trained = time.time()
-        nofrog("eval", "--config", str(CONFIG), *sets(overrides), "--model", str(model),
+        nofrog("eval", "--config", str(CONFIG), *sets((*SCREEN, *overrides)), "--model", str(model),
                "--out", str(out / "eval.json"), "--baseline", str(base_scores()),
                log_file=WORK / f"{candidate.name}.log")
         (out / "seconds.json").write_text(json.dumps({"train": trained - started, "eval": time.time() - trained}))
@@ -215,6 +219,7 @@ def main() -> None:
     main_job = {run["seed"]: run for run in json.loads((RESULTS / "default_run.json").read_text())["seeds"]}
     previous = json.loads((RESULTS / "default_run_finch_replay.json").read_text())["seeds"][SEED]
     result = {"command": "python bench/screen_default.py", "config": str(CONFIG.relative_to(ROOT)),
+              "items": "selection", "seeds": sorted({row["seed"] for row in rows}),
               "sft_references": {str(seed): {**main_job[seed]["sft"], "from": "default_run.json"}
                                  for seed in sorted({row["seed"] for row in rows})},
               "previous_default": {"forgetting_clipped": previous["unfitted_forgetting_clipped"],

@@ -141,9 +141,9 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     report = stages.compare(config, before, after, run_dir / "forgetting.json")
     champion_report = champion_eval = None
     if champion:
-        # All items when the fit may compare its mixes with the champion on selection items.
+        # Every item the run may read when the fit may compare its mixes with the champion on selection items.
         champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
-                              model=champion["model_dir"], part="all" if config.gate.fit != "none" else judged)
+                              model=champion["model_dir"], part=None if config.gate.fit != "none" else judged)
         champion_report = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config, champion_report)
     fitted = None

@@ -14,6 +14,12 @@ from collections import Counter
 
 SELECTION, TEST = "selection", "test"
 PARTS = (SELECTION, TEST)
+# What every screen and benchmark that chooses sets: its evaluations then score selection items
+# only (`evaluate.stage.run_evaluation` refuses a test item), and its runs are never promoted.
+CHOOSE_ON_SELECTION = "eval.judge_items=selection"
+# Seeds follow the same rule: recipes are screened at these train.seed values, and claims come
+# from runs at other seeds (bench/default_run.py --seeds 3 4 5).
+SCREENING_SEEDS = (0, 1, 2)
 
 
 def content_text(item) -> str:

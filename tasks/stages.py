@@ -93,12 +93,13 @@ def cached_replay(config, base: dict) -> str:
 @task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True, result_serializer="json",
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
-    # Every item, selection and test: the fit chooses on the first, the gate reads the second.
-    return run_evaluation(config, scratch_file, part="all")
+    # Every item, selection and test: the fit chooses on the first, the gate reads the second (a
+    # screen, eval.judge_items=selection, scores selection items only).
+    return run_evaluation(config, scratch_file)
 
 
 @task(name="evaluate", retries=1, retry_condition_fn=retry_transient)
-def evaluate(config, out_file: Path, model: str | None = None, part: str = "test") -> dict:
+def evaluate(config, out_file: Path, model: str | None = None, part: str | None = "test") -> dict:
     return run_evaluation(config, out_file, model=model, part=part)
 
 

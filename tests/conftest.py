@@ -20,6 +20,10 @@ from nofrog_core.corpus import general_documents
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
+# A gate every random-weight model passes: tests that need a promotion turn every rule off, per-task bounds included.
+LENIENT_GATE = ("gate.max_forgetting=100", "gate.min_task_gain=-100", "gate.max_task_drop=null",
+                "gate.max_significant_task_drop=null")
+
 
 def _vocabulary() -> list[str]:
     train, heldout = make_demo_task(40, seed=0)

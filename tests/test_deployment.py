@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import LENIENT_GATE
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -83,7 +85,7 @@ def test_deployment_runs_through_a_process_worker_and_registers_a_version(server
     env = servers
     overrides = [o for o in tiny_overrides if not o.startswith("tracking.uri=")]  # the MLflow server instead
     overrides += ["train.max_steps=2", "train.schedule=constant", "train.lr=1e-3",
-                  "gate.max_forgetting=100", "gate.min_task_gain=-100", "tracking.registered_model=it-model"]
+                  *LENIENT_GATE, "tracking.registered_model=it-model"]
     prefect(env, "work-pool", "create", "nofrog-process", "--type", "process")
     prefect(env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "nightly-retrain")
     prefect(env, "deployment", "run", "nofrog-retrain/nightly-retrain",

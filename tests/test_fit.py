@@ -9,6 +9,7 @@ import torch
 from nofrog_core import fit
 from nofrog_core.evaluate.stage import run_evaluation, run_fit
 from nofrog_core.train.stage import run_training
+from tests.conftest import LENIENT_GATE
 
 FAST_EVAL = ("eval.forgetting_tasks=[general_text]", "eval.gain_tasks=[heldout_answers]")
 
@@ -51,7 +52,7 @@ def test_the_fit_keeps_the_passing_point_with_the_largest_gain():
 
 def test_run_fit_scores_the_mixes_and_keeps_only_the_chosen_model(trained, tiny_model_dir, tiny_config, tmp_path):
     _, candidate = trained
-    config = tiny_config(*FAST_EVAL, "gate.max_forgetting=100", "gate.min_task_gain=-100",
+    config = tiny_config(*FAST_EVAL, *LENIENT_GATE,
                          "gate.fit=interpolate", "gate.fit_coefficients=[0.25, 0.75]", "gate.fit_refine_steps=1")
     before = run_evaluation(config, tmp_path / "before.json")
     result = run_fit(config, tiny_model_dir, candidate, before, tmp_path / "fit")

@@ -9,6 +9,7 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from nofrog_flows.cli import app
+from tests.conftest import LENIENT_GATE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,9 +44,9 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
                                        "train.lr=1e-3", "replay.mix.ratio=0.25",
                                        "replay.num_samples=8", "replay.max_new_tokens=6", *overrides])
 
-    lenient = ("gate.max_forgetting=100", "gate.min_task_gain=-100")
+    lenient = LENIENT_GATE
     first = run(*lenient)
-    second = run("gate.max_forgetting=100", "gate.min_task_gain=1000")
+    second = run(*LENIENT_GATE, "gate.min_task_gain=1000")
     assert first["registered"]["promoted"] and not second["registered"]["promoted"]
 
     client = store_client(tmp_path)
@@ -140,7 +141,7 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
         "train/history.jsonl", "train/loss_lr.png", "train/metadata.json"}
 
     gate = ["gate", "--run-id", run.info.run_id, *as_sets(*tiny_overrides)]
-    lenient = runner.invoke(app, [*gate, *as_sets("gate.max_forgetting=100", "gate.min_task_gain=-100")])
+    lenient = runner.invoke(app, [*gate, *as_sets(*LENIENT_GATE)])
     assert lenient.exit_code == 0, lenient.output
     assert "gate passed" in lenient.output
     assert client.get_run(run.info.run_id).data.tags["gate"] == "passed"
@@ -150,10 +151,9 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     # Re-gating recomputes the report from the logged per-item scores: the same figures as the run's.
     recorded = json.loads((next((tmp_path / "runs").glob("*/forgetting.json"))).read_text())
     assert f"{recorded['forgetting_clipped']:.4f}" in lenient.output
-    upper = runner.invoke(app, [*gate, *as_sets("gate.max_forgetting=100", "gate.min_task_gain=-100",
-                                                "gate.decide_on=upper_bound")])
+    upper = runner.invoke(app, [*gate, *as_sets(*LENIENT_GATE, "gate.decide_on=upper_bound")])
     assert "gate passed: upper end of the forgetting interval" in upper.output, upper.output
-    strict = runner.invoke(app, [*gate, *as_sets("gate.min_task_gain=1000")])
+    strict = runner.invoke(app, [*gate, *as_sets(*LENIENT_GATE, "gate.min_task_gain=1000")])
     assert "gate rejected" in strict.output and "min_task_gain" in strict.output
     # A rejected version never keeps the alias: with no earlier passing version, the alias is removed.
     assert "removed" in strict.output, strict.output

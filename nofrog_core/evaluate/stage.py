@@ -7,14 +7,20 @@ from pathlib import Path
 
 from .. import models
 from ..outputs import check_writable
+from ..splits import SELECTION
 from .report import forgetting_report, render_markdown
 from .runner import evaluate_model, write_results
 
 
 def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list[str] | None = None,
-                   part: str = "all") -> dict:
-    """Score a model (the configured base, or `model`) on the `part` items of the configured tasks."""
+                   part: str | None = None) -> dict:
+    """Score a model (the configured base, or `model`) on the `part` items of the configured tasks.
+
+    `part` None: every item, except under `eval.judge_items: selection` (a screen, a benchmark
+    that chooses), where only selection items are scored: whatever chooses never loads a test item.
+    """
     config.check_evaluable()
+    part = scored_part(config.eval.judge_items, part)
     out_file = Path(out_file)
     if out_file.exists():
         raise FileExistsError(f"{out_file} already exists; choose another --out (results are never overwritten)")
@@ -24,6 +30,17 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     results = evaluate_model(models.resolve_model(config.model), config, tasks, part)
     write_results(results, out_file)
     return results
+
+
+def scored_part(judge_items: str, part: str | None) -> str:
+    """The items an evaluation scores: `part`, or all of them by default; only selection items when
+    the run judges on selection items (it chooses), and a request for test items then is refused."""
+    if judge_items != SELECTION:
+        return part or "all"
+    if part not in (None, SELECTION):
+        raise ValueError(f"eval.judge_items is selection (this run chooses), so it may not score {part} items: "
+                         "the test items are kept for the gate and for claims (docs: the item split)")
+    return SELECTION
 
 
 def decide_with(report: dict, gate_config, gain_over_champion: float | None = None):
@@ -60,7 +77,6 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
     mix's own gain. Returns the points (both figures each), the chosen one and the file paths."""
     from .. import fit
     from ..plots import plot_fit
-    from ..splits import SELECTION
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
