@@ -168,7 +168,7 @@ def gate(
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))
         report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence,
-                                   cfg.eval.judge_items)
+                                   cfg.eval.judge_items, cfg.eval.harm_scale)
         decision = decide_with(report, cfg.gate)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)

@@ -301,6 +301,13 @@ class EvalConfig(Section):
         "test", description="the items the report and the gate read; selection is for screens and benchmarks "
         "that choose (a run judged on them is never promoted)"
     )
+    harm_scale: dict[str, float] = Field(
+        # 5.41 measured on selection items near the budget (bench/results/harm_scale.md), rounded down.
+        default_factory=lambda: {"bits_per_byte": 5.0}, description="per judged metric, how many points of relative accuracy one point of "
+        "its relative change is worth: forgetting tasks' drops are counted in accuracy-equivalent units, so a "
+        "bits-per-byte rise and an accuracy loss of the same harm weigh the same in the aggregate and the "
+        "per-task budgets (bench/harm_scale.py measures it); a metric not named counts as is"
+    )
     bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
@@ -317,6 +324,18 @@ class EvalConfig(Section):
                                  "only adds tasks that are reported, not gated")
         return value
 
+    @field_validator("harm_scale")
+    @classmethod
+    def _known_metrics_positive_scales(cls, value: dict[str, float]) -> dict[str, float]:
+        from .evaluate.metrics import METRICS
+
+        for metric, scale in value.items():
+            if metric not in METRICS:
+                raise ValueError(f"{metric!r} is not a metric; known: {sorted(METRICS)}")
+            if not (scale > 0 and scale < float("inf")):
+                raise ValueError(f"{metric}: {scale} is not a positive finite scale")
+        return value
+
     @field_validator("forgetting_tasks", "gain_tasks")
     @classmethod
     def _not_empty(cls, value: list[str]) -> list[str]:
@@ -331,7 +350,10 @@ class GateConfig(Section):
         "point", description="point = the clipped aggregate itself; upper_bound = the upper end of its interval"
     )
     max_task_drop: float | None = Field(
-        0.05, ge=0.0, description="largest allowed drop of any one forgetting task (fraction); empty = no bound"
+        # Above the widest per-task noise of the suite's test part (everyday_reasoning, +-8.6 points for a mild
+        # mix; bench/results/harm_scale.md), so noise alone rarely rejects; a loss beyond noise has its own rule.
+        0.10, ge=0.0, description="largest allowed drop of any one forgetting task, its point value (fraction, in "
+        "accuracy-equivalent units: eval.harm_scale); empty = no bound"
     )
     max_significant_task_drop: float | None = Field(
         0.03, ge=0.0, description="reject when a forgetting task dropped more than this beyond its noise (the lower "

@@ -230,3 +230,34 @@ def test_expanded_interval_covers_on_few_documents():
         [row] = forgetting_report(before, after, resamples=400, seed=trial)["forgetting_tasks"]
         covered += row["ci"][0] <= true_ratio - 1 <= row["ci"][1]
     assert covered / trials >= 0.93
+
+
+def test_a_harm_scale_counts_bits_per_byte_in_accuracy_equivalent_units():
+    # Text 10% worse in bits per byte, questions 20% worse: unscaled the mean is 15%; with bits per
+    # byte worth 3 points of accuracy a point, the text task counts 30% and the mean is 25%.
+    before = evaluation({"prose": ("forgetting", "bits_per_byte", text([50.0, 70.0])),
+                         "quiz": ("forgetting", "acc", {"acc": [1.0] * 10}), "g": ("gain", "acc", mc([0, 0]))})
+    after = evaluation({"prose": ("forgetting", "bits_per_byte", text([55.0, 77.0])),
+                        "quiz": ("forgetting", "acc", {"acc": [1.0] * 8 + [0.0] * 2}), "g": ("gain", "acc", mc([1, 1]))})
+    plain = forgetting_report(before, after)
+    scaled = forgetting_report(before, after, harm_scale={"bits_per_byte": 3.0})
+    assert plain["forgetting"] == pytest.approx(0.15) and scaled["forgetting"] == pytest.approx(0.25)
+    prose = next(r for r in scaled["forgetting_tasks"] if r["task"] == "prose")
+    assert prose["drop"] == pytest.approx(0.3) and prose["metric_drop"] == pytest.approx(0.1)
+    assert prose["ci"][0] == pytest.approx(0.3) == pytest.approx(prose["ci"][1])  # every document rose 10%
+    assert "harm_scale" not in next(r for r in scaled["forgetting_tasks"] if r["task"] == "quiz")
+    assert "bits_per_byte +10.00% x 3" in render_markdown(scaled)
+    # The per-task budget reads the scaled drop: 10% in bits per byte is over a 25% budget at scale 3.
+    over = decide(scaled, 1.0, -1.0, max_task_drop=0.25)
+    assert not over.passed and "prose dropped 0.3000" in over.reason
+    assert decide(plain, 1.0, -1.0, max_task_drop=0.25).passed
+
+
+def test_a_harm_scale_names_a_known_metric_and_is_positive():
+    from nofrog_core.config import load_config
+
+    assert load_config(None, ["eval.harm_scale={bits_per_byte: 4}"]).eval.harm_scale == {"bits_per_byte": 4.0}
+    with pytest.raises(Exception, match="not a metric"):
+        load_config(None, ["eval.harm_scale={bpb: 4}"])
+    with pytest.raises(Exception, match="positive finite"):
+        load_config(None, ["eval.harm_scale={bits_per_byte: 0}"])

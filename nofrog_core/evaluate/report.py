@@ -7,6 +7,10 @@ Definitions (methods.md section 5):
 - Forgetting of a task: the relative drop of its metric, sign-aware,
   `(before - after) / |before|` when higher is better, `(after - before) / |before|` when
   lower is better. Rolling text tasks are measured in bits per byte, linear in NLL.
+- Harm scale: a metric with an `eval.harm_scale` entry (bits per byte by default) has its drop
+  multiplied by it, so every forgetting task is counted in accuracy-equivalent units: bits per
+  byte moves several times less than accuracy for the same damage (`bench/harm_scale.py`), and
+  unscaled a large knowledge loss would average away beside text tasks that "moved 1%".
 - Aggregate forgetting: the mean per-task drop, raw and clipped at 0 per task (an
   improvement on one capability does not pay for a loss on another).
 - Gain of a task: the change of its metric in its own units, positive = better.
@@ -108,7 +112,7 @@ def paired_items(task: str, before: dict, after: dict, part: str) -> tuple[dict,
 
 
 def _task_row(task: str, spec: dict, b_items: dict, a_items: dict, before: dict, after: dict, resamples: int, rng,
-              confidence: float):
+              confidence: float, harm_scale: dict):
     """One row and its resampled figure (drop for forgetting, gain otherwise), on paired items."""
     metric = METRICS[spec["metric"]]
     hib = spec["higher_is_better"]
@@ -124,8 +128,13 @@ def _task_row(task: str, spec: dict, b_items: dict, a_items: dict, before: dict,
     if spec["role"] == "forgetting":
         if not (math.isfinite(b) and b != 0):
             return None, f"base score {b} is 0 or undefined: no relative drop"
-        draws = relative_drop(b_draws, a_draws, hib)
-        row["drop"] = point = relative_drop(b, a, hib)
+        # In accuracy-equivalent units where the metric has a harm scale (bits per byte moves several
+        # times less than accuracy for the same damage); the metric's own relative change stays beside it.
+        scale = harm_scale.get(metric.name, 1.0)
+        draws = scale * relative_drop(b_draws, a_draws, hib)
+        row["drop"] = point = scale * relative_drop(b, a, hib)
+        if scale != 1.0:
+            row["harm_scale"], row["metric_drop"] = scale, point / scale
     else:
         # Gain is positive when the model got better; a reported-only task shows after - before as is.
         sign = 1.0 if hib or spec["role"] != "gain" else -1.0
@@ -145,8 +154,10 @@ def _task_row(task: str, spec: dict, b_items: dict, a_items: dict, before: dict,
 
 
 def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: int = 0,
-                      confidence: float = 0.95, part: str = splits.TEST) -> dict:
-    """The report the gate reads, on the `part` items of every task (see the module docstring)."""
+                      confidence: float = 0.95, part: str = splits.TEST, harm_scale: dict | None = None) -> dict:
+    """The report the gate reads, on the `part` items of every task (see the module docstring).
+    `harm_scale`: metric -> accuracy-equivalent points per point of that metric's relative change."""
+    harm_scale = harm_scale or {}
     rng = np.random.default_rng(seed)
     info = after.get("task_info", {})
     rows = {role: [] for role in ROLES}
@@ -155,7 +166,7 @@ def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: in
     for task, spec in info.items():
         paired = paired_items(task, before, after, part)
         result, reason = (None, paired) if isinstance(paired, str) else \
-            _task_row(task, spec, *paired, before, after, resamples, rng, confidence)
+            _task_row(task, spec, *paired, before, after, resamples, rng, confidence, harm_scale)
         split[task] = {**spec.get("items", {}), "read": part,
                        "paired": 0 if result is None else result[0]["items"]}
         if result is None:
@@ -165,7 +176,7 @@ def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: in
         draws[spec["role"]].append(result[1])
     report = {"forgetting_tasks": rows["forgetting"], "gain_tasks": rows["gain"], "other_tasks": rows["extra"],
               "excluded": excluded, "resamples": resamples, "confidence": confidence, "seed": seed,
-              "items_read": part, "split": split}
+              "items_read": part, "split": split, "harm_scale": harm_scale}
     report.update(_aggregate(rows["forgetting"], draws["forgetting"], confidence))
     gains = [r["gain"] for r in rows["gain"]]
     report["task_gain"] = float(np.mean(gains)) if gains else None
@@ -203,6 +214,13 @@ def _flips(row: dict) -> str:
     return f"{row['right_to_wrong']} / {row['wrong_to_right']} (p={row['p']:.3g})"
 
 
+def _drop(row: dict) -> str:
+    """A forgetting row's drop, with the metric's own change where a harm scale converted it."""
+    if "harm_scale" not in row:
+        return f"drop {_pct(row['drop'])}"
+    return f"drop {_pct(row['drop'])} ({row['metric']} {_pct(row['metric_drop'])} x {row['harm_scale']:g})"
+
+
 def _items_line(report: dict) -> str:
     counts = ", ".join(f"{task} {row['paired']}" for task, row in report.get("split", {}).items())
     return f"Items read: the {report.get('items_read', 'test')} part of each task, paired by item id ({counts})."
@@ -219,14 +237,16 @@ def render_markdown(report: dict, title: str = "Before vs after fine-tuning") ->
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["forgetting_tasks"]:
         lines.append(f"| {row['task']} | forgetting | {row['metric']} | {_num(row['before'])} | {_num(row['after'])} "
-                     f"| drop {_pct(row['drop'])} | [{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] | {_flips(row)} |")
+                     f"| {_drop(row)} | [{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] | {_flips(row)} |")
     for key, label in (("gain_tasks", "gain"), ("other_tasks", "change")):
         for row in report[key]:
             lines.append(f"| {row['task']} | {'gain' if label == 'gain' else 'reported'} | {row['metric']} "
                          f"| {_num(row['before'])} | {_num(row['after'])} | {label} {row[label]:+.4g} "
                          f"| [{row['ci'][0]:+.4g}, {row['ci'][1]:+.4g}] | {_flips(row)} |")
+    scaled = ", ".join(f"{metric} x {scale:g}" for metric, scale in report.get("harm_scale", {}).items())
+    units = f" in accuracy-equivalent units ({scaled}: eval.harm_scale)" if scaled else ""
     lines += ["", _items_line(report),
-              f"Forgetting (mean relative drop, positive = worse): {_pct(report['forgetting'])} "
+              f"Forgetting (mean relative drop{units}, positive = worse): {_pct(report['forgetting'])} "
                   f"[{_pct(report['forgetting_ci'][0])}, {_pct(report['forgetting_ci'][1])}]; "
                   f"clipped at 0 per task (what the gate reads): {_pct(report['forgetting_clipped'])} "
                   f"[{_pct(report['forgetting_clipped_ci'][0])}, {_pct(report['forgetting_clipped_ci'][1])}].",

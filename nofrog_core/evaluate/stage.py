@@ -58,7 +58,7 @@ def run_report(config, before: dict, after: dict, out_file: Path, part: str | No
 
     ec = config.eval
     report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence,
-                               part or ec.judge_items)
+                               part or ec.judge_items, ec.harm_scale)
     out_file = Path(out_file)
     write_results(report, out_file)
     out_file.with_suffix(".md").write_text(render_markdown(report))
