@@ -116,7 +116,8 @@ def main() -> None:
 def markdown(result: dict) -> str:
     tasks = list(result["points"][0]["tasks"])
     lines = ["# One unit of harm: relative accuracy per relative bits per byte", "",
-             f"Produced by `{result['command']}` ({result['seconds']} s on 2 CPU cores): weight mixes between the "
+             f"Produced by `{result['command']}` (its last invocation {result['seconds']} s on 2 CPU cores, reusing what "
+             "earlier ones finished): weight mixes between the "
              f"base and plain SFT (constant {result['sft']['lr']:g}, {result['sft']['steps']} steps, seed "
              f"{result['seed']}, a screening seed), scored on the **selection** items of the general suite (never "
              "a test item). Drops are raw relative changes (no scale applied).", "",

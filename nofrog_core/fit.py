@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .models import non_finite_tensors
+
 def read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a model directory's safetensors files (one file or shards)."""
     files = sorted(Path(model_dir).glob("*.safetensors"))
@@ -39,10 +41,14 @@ def interpolate_weights(base: dict[str, torch.Tensor], candidate: dict[str, torc
 def write_interpolated(base_dir: Path, candidate_dir: Path, alpha: float, out_dir: Path) -> Path:
     """A model directory with the interpolated weights and the candidate's config and tokenizer."""
     out_dir = Path(out_dir)
+    mixed = interpolate_weights(read_weights(base_dir), read_weights(candidate_dir), alpha)
+    broken = non_finite_tensors(mixed)
+    if broken:
+        raise ValueError(f"the mix at alpha {alpha} of {base_dir} and {candidate_dir} has non-finite weights in "
+                         f"{len(broken)} tensors (e.g. {broken[0]}): not written")
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(candidate_dir, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.safetensors.index.json"))
-    mixed = interpolate_weights(read_weights(base_dir), read_weights(candidate_dir), alpha)
     save_file(mixed, staging / "model.safetensors", metadata={"format": "pt"})
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

@@ -59,6 +59,12 @@ def directory_hash(directory: Path) -> str:
     return files_sha256(files)
 
 
+def non_finite_tensors(tensors: dict) -> list[str]:
+    """The names of the tensors holding a NaN or an infinity: a model with any is never written."""
+    return [name for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
 def gguf_adds_bos(gguf_path: Path) -> bool:
     from gguf import GGUFReader
 

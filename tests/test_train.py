@@ -6,6 +6,7 @@ masking, loss or optimizer shows up here as a number that moved.
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,33 @@ def test_a_loss_that_turns_non_finite_stops_training_and_exports_nothing(tiny_co
         run_training(config, tmp_path / "train")
     assert not (tmp_path / "train" / "model").exists()
     assert list((tmp_path / "train" / "checkpoints").iterdir())  # the last good state is kept
+
+
+def test_weights_that_turn_non_finite_after_the_last_step_are_never_exported(tiny_config, tmp_path):
+    from nofrog_core.train.loop import NonFiniteLoss
+
+    # The loss and gradient are finite; AdamW's decoupled decay then throws every weight past fp32.
+    config = tiny_config("train.schedule=constant", "train.lr=1e-3", "train.weight_decay=1e300", "train.max_steps=1")
+    with pytest.raises(NonFiniteLoss, match=r"after step 1 the weights of \d+ tensors .* is not finite; no model"):
+        run_training(config, tmp_path / "train")
+    assert not (tmp_path / "train" / "model").exists() and not (tmp_path / "train" / ".model.partial").exists()
+
+
+def test_a_mix_with_non_finite_weights_is_never_written(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from nofrog_core.fit import write_interpolated
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    [weights_file] = broken.glob("*.safetensors")
+    weights = load_file(weights_file)
+    name = next(iter(weights))
+    weights[name] = weights[name].clone().fill_(float("inf"))
+    save_file(weights, weights_file, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="non-finite weights in 1 tensors"):
+        write_interpolated(tiny_model_dir, broken, 0.5, tmp_path / "mix")
+    assert not (tmp_path / "mix").exists() and not (tmp_path / "mix.partial").exists()
 
 
 def test_train_never_writes_into_a_directory_it_did_not_create(tiny_config, tmp_path):

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import IGNORE_INDEX, Example, collate, example_batches
+from ..models import non_finite_tensors
 from ..outputs import write_json
 from ..schedules import SCHEDULES, build_schedule
 from . import controls
@@ -229,9 +230,16 @@ class Trainer:
         if self.world.is_main:
             # Exported into a staging directory, then renamed: a run killed mid-export leaves no
             # half-written model/, and its rerun resumes from the last checkpoint.
+            exported = controls.export_model(result.model)
+            # The step's own check reads the loss and gradient before the update, not the weights
+            # after it (train.weight_decay=1e300 gives a finite loss and all-infinite weights).
+            broken = non_finite_tensors(exported.state_dict())
+            if broken:
+                raise NonFiniteLoss(f"after step {result.steps} the weights of {len(broken)} tensors (e.g. {broken[0]}) "
+                                    f"{NON_FINITE_MARK} (lower the learning rate or train.weight_decay)")
             staging = self.out_dir / ".model.partial"
             shutil.rmtree(staging, ignore_errors=True)
-            controls.export_model(result.model).save_pretrained(staging, safe_serialization=True)
+            exported.save_pretrained(staging, safe_serialization=True)
             self.inputs.tokenizer.save_pretrained(staging)
             write_json(self.out_dir / SUMMARY_FILE, summary)
             staging.rename(self.out_dir / "model")
