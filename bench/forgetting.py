@@ -543,6 +543,8 @@ def write_results(bench: Bench, base: dict, best: Arm | None, seconds: float) ->
         "command": " ".join(["python bench/forgetting.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "scale": list(bench.scale), "neutral": list(NEUTRAL), "config": str(CONFIG.relative_to(ROOT)),
+        # What every figure below read: a benchmark that ranks methods chooses, so selection items only.
+        "items": "selection", "train_seeds": sorted({seed_of(r["arm"]) for r in rows}),
         "base": {"results": {task: {m: v for m, v in metrics.items() if isinstance(v, float)}
                              for task, metrics in base["results"].items()}, "task_info": base["task_info"]},
         "shared_input_seconds": bench.timings,
