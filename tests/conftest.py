@@ -21,6 +21,9 @@ from nofrog_core.corpus import general_documents
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 # A gate every random-weight model passes: tests that need a promotion turn every rule off, per-task bounds included.
+# How the report names its aggregate under the default harm scale (bits per byte counted x5).
+SCALED_AGGREGATE = "Forgetting (mean relative drop in accuracy-equivalent units (bits_per_byte x 5: eval.harm_scale)"
+
 LENIENT_GATE = ("gate.max_forgetting=100", "gate.min_task_gain=-100", "gate.max_task_drop=null",
                 "gate.max_significant_task_drop=null")
 

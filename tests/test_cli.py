@@ -7,6 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nofrog_flows.cli import app
+from tests.conftest import SCALED_AGGREGATE
 
 runner = CliRunner()
 
@@ -57,7 +58,7 @@ def test_train_then_eval_with_baseline_reports_forgetting(tiny_overrides, tmp_pa
     after = invoke("eval", *sets, "--model", tmp_path / "train" / "model", "--out", tmp_path / "after.json",
                    "--baseline", tmp_path / "base.json")
     assert after.exit_code == 0, after.output
-    assert "Forgetting (mean relative drop, positive = worse)" in after.output
+    assert SCALED_AGGREGATE in after.output
     assert "| general_text | forgetting | bits_per_byte |" in after.output
     assert (tmp_path / "after_forgetting.json").is_file() and (tmp_path / "after_forgetting.png").is_file()
     again = invoke("eval", *sets, "--out", tmp_path / "base.json")

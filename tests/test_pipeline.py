@@ -9,7 +9,7 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from nofrog_flows.cli import app
-from tests.conftest import LENIENT_GATE
+from tests.conftest import LENIENT_GATE, SCALED_AGGREGATE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,7 +118,7 @@ def test_run_logs_to_mlflow_and_gate_can_be_reapplied(tiny_overrides, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["run", *sets])
     assert result.exit_code == 0, result.output
-    assert "Forgetting (mean relative drop, positive = worse)" in result.output and "gate" in result.output
+    assert SCALED_AGGREGATE in result.output and "gate" in result.output
 
     client = store_client(tmp_path)
     experiment = client.get_experiment_by_name("pipeline-test")
