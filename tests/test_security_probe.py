@@ -37,3 +37,27 @@ def test_the_cli_gate_applies_require_beat_champion_as_the_pipeline_does(prefect
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = first["registered"]["registered_model"]
     assert str(client.get_model_version_by_alias(name, "champion").version) == str(first["registered"]["version"])
+
+
+@pytest.mark.parametrize("template, why", [
+    ("{{ 'ab' * 200000000 }}{{question}}", "repeating a sequence of 2 200000000 times"),
+    ("{{ 2 ** 999999999 }}{{question}}", "exponent of 999999999 is refused"),
+    ("{% for i in range(99999) %}{{ question * 20 }}{% endfor %}", "rendered .* characters for one document"),
+])
+def test_a_task_template_cannot_allocate_without_bound(tmp_path, template, why):
+    import time
+
+    import yaml
+
+    from nofrog_core.evaluate.yaml_tasks import TaskError, load_task
+    from tests.test_yaml_tasks import mc_task
+
+    mc_task(tmp_path / "suite")
+    path = tmp_path / "suite" / "tiny_mc.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["doc_to_text"] = template
+    path.write_text(yaml.safe_dump(raw))
+    started = time.time()
+    with pytest.raises(TaskError, match=f"tiny_mc.yaml: field 'doc_to_text' .*{why}"):
+        load_task(path)
+    assert time.time() - started < 30  # refused before the work, not after it
