@@ -296,6 +296,11 @@ def load_examples(
                         f"than data.max_drop_fraction {max_drop_fraction}; fix the data or raise the fraction")
     if dropped:
         log.warning("%s: dropped %d of %d rows: %s", path, dropped, report.rows_read, dict(report.dropped))
+    if report.truncated:
+        # A cut row loses its last tokens, EOS included: the model never learns where such an answer ends.
+        log.warning("%s: %d of %d rows are longer than data.max_length %d and were cut (their end and EOS are "
+                    "never learned; counted as 'truncated' in the data report): raise data.max_length",
+                    path, report.truncated, report.rows_kept, tokenize.max_length)
     return examples, report
 
 

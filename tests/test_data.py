@@ -185,3 +185,13 @@ def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_pa
     assert configured_task_files(config).data_hash != before  # new data, new lineage
     with pytest.raises(ConfigError, match="matches no file"):
         tiny_config(f"data.path={tmp_path}/nothing-*.jsonl")
+
+
+def test_rows_cut_at_max_length_are_counted_and_warned_about(tmp_path, tokenizer, caplog):
+    long_answer = " ".join(["Varnholt"] * 40)
+    rows = [{"prompt": "Where?", "completion": " Varnholt"}, {"prompt": "Where?", "completion": long_answer}]
+    with caplog.at_level("WARNING", logger="nofrog_core.data"):
+        examples, report = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer, max_length=16)
+    assert len(examples) == 2 and report.truncated == 1
+    assert examples[1].labels[-1] != tokenizer.eos_token_id  # the cut row lost its EOS
+    assert "1 of 2 rows are longer than data.max_length 16 and were cut" in caplog.text
