@@ -195,3 +195,16 @@ def test_rows_cut_at_max_length_are_counted_and_warned_about(tmp_path, tokenizer
     assert len(examples) == 2 and report.truncated == 1
     assert examples[1].labels[-1] != tokenizer.eos_token_id  # the cut row lost its EOS
     assert "1 of 2 rows are longer than data.max_length 16 and were cut" in caplog.text
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"token_ids": [5, 6', "row 2: not a JSON object"),
+    ('{"token_ids": [5, 99999999]}', "row 2: token id 99999999 is outside the model's vocabulary"),
+    ('{"token_ids": [5, "six"]}', "row 2: field 'token_ids' must be a non-empty list of token ids"),
+])
+def test_a_broken_replay_set_is_named_by_file_and_row(tmp_path, line, why):
+    from nofrog_core.data import load_replay_examples
+
+    (tmp_path / "samples.jsonl").write_text('{"token_ids": [5, 6, 7]}\n' + line + "\n")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "samples.jsonl")) + " " + why):
+        load_replay_examples(tmp_path, BOS, 64, vocab_size=1000)
