@@ -49,6 +49,12 @@ def serve(
     """
     with user_errors():
         _config(config, overrides).check_evaluable()  # validate now, not at 2 a.m.
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            # Without a server Prefect runs an ephemeral one, which cannot schedule: the cron would never fire.
+            raise ValueError("nofrog serve needs a Prefect server to schedule on: start one with `prefect server "
+                             "start` (http://127.0.0.1:4200) and set PREFECT_API_URL=http://127.0.0.1:4200/api")
         from prefect.schedules import Cron
 
         Cron(cron)  # a malformed expression fails here, with the expression in the message

@@ -167,9 +167,17 @@ def gate(
         tracking.setup(cfg.tracking)
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))
-        report = forgetting_report(before, after, cfg.eval.bootstrap_resamples, cfg.eval.seed, cfg.eval.confidence,
-                                   cfg.eval.judge_items, cfg.eval.harm_scale)
-        decision = decide_with(report, cfg.gate)
+        ec = cfg.eval
+        report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence, ec.judge_items,
+                                   ec.harm_scale)
+        # Every rule the pipeline applies: with require_beat_champion, the gain over the champion the
+        # run was compared with (none recorded: there was no champion to beat, as in the pipeline).
+        over_champion = None
+        if cfg.gate.require_beat_champion and tracking.run_has_artifact(run_id, "eval/eval_champion.json"):
+            champion = tracking.run_json_artifact(run_id, "eval/eval_champion.json")
+            over_champion = forgetting_report(champion, after, ec.bootstrap_resamples, ec.seed, ec.confidence,
+                                              ec.judge_items, ec.harm_scale)["task_gain"]
+        decision = decide_with(report, cfg.gate, over_champion)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)
         moves = [apply_gate(version.name, version.version, decision, cfg.gate.alias) for version in versions]

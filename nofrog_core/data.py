@@ -296,6 +296,11 @@ def load_examples(
                         f"than data.max_drop_fraction {max_drop_fraction}; fix the data or raise the fraction")
     if dropped:
         log.warning("%s: dropped %d of %d rows: %s", path, dropped, report.rows_read, dict(report.dropped))
+    if report.truncated:
+        # A cut row loses its last tokens, EOS included: the model never learns where such an answer ends.
+        log.warning("%s: %d of %d rows are longer than data.max_length %d and were cut (their end and EOS are "
+                    "never learned; counted as 'truncated' in the data report): raise data.max_length",
+                    path, report.truncated, report.rows_kept, tokenize.max_length)
     return examples, report
 
 
@@ -375,17 +380,27 @@ def configured_task_files(config) -> TaskFiles:
 
 
 def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length: int,
-                         file_name: str = "samples.jsonl") -> list[Example]:
-    """Context-free samples as training examples: NLL on every generated token, given BOS."""
+                         file_name: str = "samples.jsonl", vocab_size: int | None = None) -> list[Example]:
+    """Context-free samples as training examples: NLL on every generated token, given BOS. A row that
+    is not JSON, or a token id outside the model's `vocab_size`, is named by file and row."""
     path = Path(replay_dir) / file_name
     if not path.is_file():
         raise DataError(f"{path}: no replay samples (run `nofrog replay --out {replay_dir}`)")
     bos = [bos_token_id] if bos_token_id is not None else []
     examples = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        token_ids = json.loads(line).get("token_ids") if line.strip() else None
-        if not isinstance(token_ids, list) or not token_ids:
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError as err:
+            raise DataError(f"{path} row {number}: not a JSON object ({err})") from None
+        token_ids = row.get("token_ids") if isinstance(row, dict) else None
+        if not isinstance(token_ids, list) or not token_ids or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in token_ids):
             raise DataError(f"{path} row {number}: field 'token_ids' must be a non-empty list of token ids")
+        outside = [t for t in token_ids if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if outside:
+            raise DataError(f"{path} row {number}: token id {outside[0]} is outside the model's vocabulary "
+                            f"(0..{vocab_size - 1 if vocab_size else '?'}): was this set sampled from another model?")
         ids = (bos + token_ids)[:max_length]
         examples.append(Example(ids, [IGNORE_INDEX] * len(bos) + ids[len(bos):]))
     if not examples:

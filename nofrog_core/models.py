@@ -206,14 +206,18 @@ def load_model_and_tokenizer(ref: ModelRef, config: ModelConfig):
     return load_model(ref, config), load_tokenizer(ref, config)
 
 
-def config_bos_token_id(ref: ModelRef) -> int | None:
-    """The `bos_token_id` of the model's own config.json (or its text config), if it names one."""
+def config_value(ref: ModelRef, key: str) -> int | None:
+    """An integer setting of the model's own config.json (or its text config), if it names one."""
     path = Path(ref.path) / "config.json"
     if not path.is_file():
         return None
     model_config = json.loads(path.read_text())
-    value = model_config.get("bos_token_id", (model_config.get("text_config") or {}).get("bos_token_id"))
+    value = model_config.get(key, (model_config.get("text_config") or {}).get(key))
     return value if isinstance(value, int) else None
+
+
+def config_bos_token_id(ref: ModelRef) -> int | None:
+    return config_value(ref, "bos_token_id")
 
 
 def resolve_bos(tokenizer, configured_bos_token_id: int | None = None,

@@ -130,6 +130,12 @@ def log_training_run(run_name: str, tags: dict[str, str], params: dict, history:
         return run.info.run_id
 
 
+def run_has_artifact(run_id: str, artifact_path: str) -> bool:
+    """Whether a run logged `artifact_path` (a file path inside its artifacts)."""
+    folder, _, name = artifact_path.rpartition("/")
+    return any(f.path == artifact_path for f in MlflowClient().list_artifacts(run_id, folder or None))
+
+
 def run_json_artifact(run_id: str, artifact_path: str) -> dict:
     """A JSON artifact of a run; a missing one names the run and the file."""
     import json

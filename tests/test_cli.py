@@ -82,3 +82,12 @@ def test_eval_refuses_a_baseline_that_is_not_results_json_before_scoring(tmp_pat
     result = invoke("eval", "--out", tmp_path / "after.json", "--baseline", tmp_path / "base.json")
     assert result.exit_code == 2 and "--baseline" in result.output and "is not a results JSON" in result.output
     assert not (tmp_path / "after.json").exists()
+
+
+def test_serve_without_a_prefect_server_exits_saying_how_to_start_one(monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        result = invoke("serve", "--cron", "0 2 * * *")
+    assert result.exit_code == 2
+    assert "needs a Prefect server" in result.output and "prefect server start" in result.output

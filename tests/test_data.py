@@ -185,3 +185,26 @@ def test_data_path_takes_a_directory_or_a_glob_in_name_order(tiny_config, tmp_pa
     assert configured_task_files(config).data_hash != before  # new data, new lineage
     with pytest.raises(ConfigError, match="matches no file"):
         tiny_config(f"data.path={tmp_path}/nothing-*.jsonl")
+
+
+def test_rows_cut_at_max_length_are_counted_and_warned_about(tmp_path, tokenizer, caplog):
+    long_answer = " ".join(["Varnholt"] * 40)
+    rows = [{"prompt": "Where?", "completion": " Varnholt"}, {"prompt": "Where?", "completion": long_answer}]
+    with caplog.at_level("WARNING", logger="nofrog_core.data"):
+        examples, report = load(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer, max_length=16)
+    assert len(examples) == 2 and report.truncated == 1
+    assert examples[1].labels[-1] != tokenizer.eos_token_id  # the cut row lost its EOS
+    assert "1 of 2 rows are longer than data.max_length 16 and were cut" in caplog.text
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"token_ids": [5, 6', "row 2: not a JSON object"),
+    ('{"token_ids": [5, 99999999]}', "row 2: token id 99999999 is outside the model's vocabulary"),
+    ('{"token_ids": [5, "six"]}', "row 2: field 'token_ids' must be a non-empty list of token ids"),
+])
+def test_a_broken_replay_set_is_named_by_file_and_row(tmp_path, line, why):
+    from nofrog_core.data import load_replay_examples
+
+    (tmp_path / "samples.jsonl").write_text('{"token_ids": [5, 6, 7]}\n' + line + "\n")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "samples.jsonl")) + " " + why):
+        load_replay_examples(tmp_path, BOS, 64, vocab_size=1000)

@@ -125,3 +125,18 @@ def test_fit_coefficients_must_lie_strictly_between_base_and_candidate(tiny_conf
 
     with pytest.raises(ConfigError, match="gate.fit_coefficients"):
         tiny_config("gate.fit_coefficients=[0.5, 1.0]")
+
+
+def test_the_fit_refuses_a_base_whose_files_changed_since_it_was_scored(trained, tiny_model_dir, tiny_config,
+                                                                         tmp_path):
+    import shutil
+
+    _, candidate = trained
+    config = tiny_config(*FAST_EVAL, *LENIENT_GATE, "gate.fit=interpolate")
+    before = run_evaluation(config, tmp_path / "before.json")
+    changed = tmp_path / "base-changed"
+    shutil.copytree(tiny_model_dir, changed)
+    (changed / "config.json").write_text((changed / "config.json").read_text().replace("{", '{"note": 1, ', 1))
+    with pytest.raises(ValueError, match="is not the one the base evaluation scored"):
+        run_fit(config, changed, candidate, before, tmp_path / "fit")
+    assert not (tmp_path / "fit").exists() or not any((tmp_path / "fit").iterdir())

@@ -140,6 +140,16 @@ def test_train_never_writes_into_a_directory_it_did_not_create(tiny_config, tmp_
     assert (mine / "history.jsonl").read_text() == "my notes\n" and (mine / "training_summary.json").read_text() == "{}"
 
 
+def test_a_users_own_run_config_is_never_taken_for_a_nofrog_run(tiny_config, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "run_config.json").write_text('{"my": "experiment settings"}')
+    with pytest.raises(FileExistsError, match="holds no nofrog training run"):
+        run_training(tiny_config("train.max_steps=1"), mine)
+    assert (mine / "run_config.json").read_text() == '{"my": "experiment settings"}'
+    assert [p.name for p in mine.iterdir()] == ["run_config.json"]
+
+
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_lock_out_the_corrected_rerun(tiny_config, tmp_path):
     from nofrog_core.models import ModelError
 
@@ -147,7 +157,8 @@ def test_a_run_that_failed_before_its_first_checkpoint_does_not_lock_out_the_cor
         run_training(tiny_config("train.max_steps=1", f"model.name_or_path={tmp_path / 'no-such-model'}"),
                      tmp_path / "train")
     (tmp_path / "train").mkdir(exist_ok=True)
-    (tmp_path / "train" / "run_config.json").write_text(json.dumps({"model": "an earlier, failed attempt"}))
+    (tmp_path / "train" / "run_config.json").write_text(
+        json.dumps({"nofrog_training_run": 1, "config": {"model": "an earlier, failed attempt"}}))
     result = run_training(tiny_config("train.max_steps=1"), tmp_path / "train")
     assert result["steps"] == 1
 

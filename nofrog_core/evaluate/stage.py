@@ -78,6 +78,11 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
     from .. import fit
     from ..plots import plot_fit
 
+    # The mixes re-read the base's weights from disk: they must be the weights `before` scored.
+    evaluated, on_disk = before.get("config", {}).get("model_hash"), models.directory_hash(Path(base_dir))
+    if evaluated != on_disk:
+        raise ValueError(f"gate.fit: the base model at {base_dir} (hash {on_disk[:12]}) is not the one the base "
+                         f"evaluation scored (hash {str(evaluated)[:12]}): its files changed since; rerun the pipeline")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     points = []

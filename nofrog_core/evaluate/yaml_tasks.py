@@ -80,6 +80,9 @@ class TaskSpec:
                             "run sandboxed: they may read the document's columns, not Python internals)") from None
         except jinja2.TemplateError as err:
             raise TaskError(f"{self.source}: field {field!r} is not a valid template: {err}") from None
+        if len(text) > MAX_RENDERED_CHARS:
+            raise TaskError(f"{self.source}: field {field!r} template {template!r} rendered {len(text):,} characters "
+                            f"for one document, more than {MAX_RENDERED_CHARS:,}")
         if field == "doc_to_choice" or (field == "doc_to_target" and text.strip().isdigit()):
             try:
                 return ast.literal_eval(text)
@@ -125,15 +128,42 @@ class TaskSpec:
         return str(self.resolve("doc_to_target", doc))
 
 
+# The most characters one template may render for one document: far past any prompt a model reads
+# (eval.max_length tokens), far below what would exhaust memory ('ab' * 200000000 is 400 MB).
+MAX_RENDERED_CHARS = 1_000_000
+
+
+@functools.lru_cache(maxsize=1)
+def _sandbox():
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """Jinja's sandbox bounds range() but not repetition: `'ab' * 200000000` or `9 ** 9 ** 9`
+        would allocate or compute without bound before any check on the result could run."""
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for sequence, count in ((left, right), (right, left)):
+                    if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) \
+                            and len(sequence) * count > MAX_RENDERED_CHARS:
+                        raise SecurityError(f"repeating a sequence of {len(sequence)} {count} times would make more "
+                                            f"than {MAX_RENDERED_CHARS:,} items")
+            if operator == "**" and isinstance(right, int) and abs(right) > 64:
+                raise SecurityError(f"an exponent of {right} is refused (at most 64)")
+            return super().call_binop(context, operator, left, right)
+
+    return BoundedSandbox(undefined=jinja2.StrictUndefined)
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(template: str):
     """A task's few templates are compiled once, not once per document and field. A task file is
     data, not code: its templates render in Jinja's immutable sandbox, which refuses attribute
-    access to Python internals (`lipsum.__globals__`, `__class__`, ...), as nofrog refuses `!function`."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(template)
+    access to Python internals (`lipsum.__globals__`, `__class__`, ...), as nofrog refuses `!function`,
+    and bounds what one rendering may allocate."""
+    return _sandbox().from_string(template)
 
 
 # ------------------------------------------------------------------- loading

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import models
-from ..data import DataReport, Example, load_examples, load_replay_examples, split_train_validation, configured_task_files
+from ..data import (DataError, DataReport, Example, configured_task_files, load_examples, load_replay_examples,
+                    split_train_validation)
 from ..corpus import document_examples, general_documents
 from ..splits import selection_items
 from . import controls
@@ -62,11 +63,17 @@ def load_replay(config, base: models.ModelRef, bos_token_id: int | None):
     replay_dir = config.replay.mix.dir
     if config.replay.mix.ratio == 0:
         return None, None
-    meta = json.loads((replay_dir / "metadata.json").read_text())
+    meta_file = replay_dir / "metadata.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{meta_file}: not a replay set's metadata ({err}); regenerate it with `nofrog replay`") \
+            from None
     if meta.get("base_model_hash") != base.content_hash:
         log.warning("replay.mix.dir %s was sampled from model %s, not from this base model %s",
                     replay_dir, str(meta.get("base_model_hash"))[:12], base.content_hash[:12])
-    examples = load_replay_examples(replay_dir, bos_token_id, config.data.max_length)
+    examples = load_replay_examples(replay_dir, bos_token_id, config.data.max_length,
+                                    vocab_size=models.config_value(base, "vocab_size"))
     return examples, {"dir": str(replay_dir), "samples": len(examples), "request_key": meta.get("request_key"),
                       "base_model_hash": meta.get("base_model_hash")}
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 RUN_CONFIG_FILE = "run_config.json"  # the config a run started with; a resumed run must match it
+RUN_MARKER = "nofrog_training_run"  # in that file: what tells nofrog's own runs from a user's files
 
 
 def refuse_finished_run(out_dir: Path) -> None:
@@ -46,15 +47,27 @@ def claim_output_dir(out_dir: Path, config) -> None:
     that died before its first checkpoint left nothing worth protecting: it is reused."""
     wanted = config.model_dump(mode="json")
     started = out_dir / RUN_CONFIG_FILE
-    if not started.exists() and out_dir.is_dir() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty and holds no nofrog training run; choose another --out")
-    if started.exists() and json.loads(started.read_text()) != wanted:
+    ours = started_config(started)
+    if ours is None and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty and holds no nofrog training run (no {RUN_CONFIG_FILE} that "
+                              "nofrog wrote); choose another --out")
+    if ours is not None and ours != wanted:
         if has_checkpoint(out_dir):
             raise FileExistsError(f"{out_dir} holds an unfinished run with another config ({started}); "
                                   "rerun with that config to resume it, or choose another --out")
         log.warning("%s holds a run that stopped before its first checkpoint; starting over in it", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(wanted, indent=2) + "\n")
+    started.write_text(json.dumps({RUN_MARKER: 1, "config": wanted}, indent=2) + "\n")
+
+
+def started_config(path: Path) -> dict | None:
+    """The config a nofrog training run started with, or None where `path` is not a file nofrog
+    wrote (a user's own run_config.json is never taken for a run to resume or start over in)."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return content.get("config") if isinstance(content, dict) and content.get(RUN_MARKER) == 1 else None
 
 
 def train_in_process(config, out_dir: Path, hooks=()) -> tuple[dict, object]:
