@@ -156,8 +156,7 @@ def gate(
 ) -> None:
     """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
     from . import tracking
-    from .evaluate.report import forgetting_report
-    from .evaluate.stage import decide_with
+    from .evaluate.stage import decide_with, report_with
     from .registry import apply_gate, registry_versions_of_run
 
     with user_errors():
@@ -167,16 +166,13 @@ def gate(
         tracking.setup(cfg.tracking)
         before, after = (tracking.run_json_artifact(run_id, f"eval/{name}")
                          for name in ("eval_base.json", "eval_candidate.json"))
-        ec = cfg.eval
-        report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence, ec.judge_items,
-                                   ec.harm_scale)
+        report = report_with(cfg, before, after)
         # Every rule the pipeline applies: with require_beat_champion, the gain over the champion the
         # run was compared with (none recorded: there was no champion to beat, as in the pipeline).
         over_champion = None
         if cfg.gate.require_beat_champion and tracking.run_has_artifact(run_id, "eval/eval_champion.json"):
             champion = tracking.run_json_artifact(run_id, "eval/eval_champion.json")
-            over_champion = forgetting_report(champion, after, ec.bootstrap_resamples, ec.seed, ec.confidence,
-                                              ec.judge_items, ec.harm_scale)["task_gain"]
+            over_champion = report_with(cfg, champion, after)["task_gain"]
         decision = decide_with(report, cfg.gate, over_champion)
         tracking.set_run_tags(run_id, {"gate": decision.label, "gate_reason": decision.reason})
         versions = registry_versions_of_run(run_id)

@@ -303,10 +303,11 @@ class EvalConfig(Section):
     )
     harm_scale: dict[str, float] = Field(
         # 5.41 measured on selection items near the budget (bench/results/harm_scale.md), rounded down.
-        default_factory=lambda: {"bits_per_byte": 5.0}, description="per judged metric, how many points of relative accuracy one point of "
-        "its relative change is worth: forgetting tasks' drops are counted in accuracy-equivalent units, so a "
-        "bits-per-byte rise and an accuracy loss of the same harm weigh the same in the aggregate and the "
-        "per-task budgets (bench/harm_scale.py measures it); a metric not named counts as is"
+        default_factory=lambda: {"bits_per_byte": 5.0},
+        description="per judged metric, how many points of relative accuracy one point of its relative change "
+        "is worth: forgetting tasks' drops are counted in accuracy-equivalent units, so a bits-per-byte rise and "
+        "an accuracy loss of the same harm weigh the same in the aggregate and the per-task budgets "
+        "(bench/harm_scale.py measures it); a metric not named counts as is"
     )
     bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")

@@ -51,14 +51,20 @@ def decide_with(report: dict, gate_config, gain_over_champion: float | None = No
     return decide(report, **gate_config.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
 
 
+def report_with(config, before: dict, after: dict, part: str | None = None) -> dict:
+    """`forgetting_report` with the `eval:` section's settings, on the `part` items (default
+    `eval.judge_items`): the one way the pipeline, the fit and the CLI gate compute a report."""
+    ec = config.eval
+    return forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence, part or ec.judge_items,
+                             ec.harm_scale)
+
+
 def run_report(config, before: dict, after: dict, out_file: Path, part: str | None = None) -> dict:
     """The forgetting report of two evaluations on the `part` items (default `eval.judge_items`):
     `out_file` (JSON), its markdown and PNG beside it."""
     from ..plots import plot_forgetting
 
-    ec = config.eval
-    report = forgetting_report(before, after, ec.bootstrap_resamples, ec.seed, ec.confidence,
-                               part or ec.judge_items, ec.harm_scale)
+    report = report_with(config, before, after, part)
     out_file = Path(out_file)
     write_results(report, out_file)
     out_file.with_suffix(".md").write_text(render_markdown(report))
@@ -91,8 +97,7 @@ def run_fit(config, base_dir: Path, candidate_dir: Path, before: dict, out_dir: 
         report = run_report(config, before, after, out_dir / f"forgetting_{name}.json", part)
         over_champion = None
         if champion_eval is not None:
-            over_champion = forgetting_report(champion_eval, after, config.eval.bootstrap_resamples, config.eval.seed,
-                                              config.eval.confidence, part)["task_gain"]
+            over_champion = report_with(config, champion_eval, after, part)["task_gain"]
         return report, decide_with(report, config.gate, over_champion)
 
     def score(alpha: float) -> None:
