@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
@@ -27,6 +27,7 @@ from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
 from nofrog_core.gate import GateDecision, excluded_tasks
 from nofrog_tasks import stages
+from nofrog_tasks.json_results import json_flow
 from nofrog_tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
 
@@ -71,7 +72,7 @@ class StageClock:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.time() - started, 2)
 
 
-@flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
+@json_flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
 def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
                      data_path: str | None = None) -> dict:
     """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up."""
@@ -123,7 +124,7 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         # Replay always samples the original base model, also when training starts from the champion.
         # It comes first: its held-out samples give the general suite's replay KL estimate.
         config = config.with_values({"replay.mix.dir": clock("replay", stages.cached_replay, config, base)})
-    before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
+    before = clock("evaluate_base", stages.cached_base_evaluation, config, base, run_dir / "eval_base.json")
     if not (run_dir / "eval_base.json").exists():  # served from the cache
         write_results(before, run_dir / "eval_base.json")
     train_config, champion = config, None
