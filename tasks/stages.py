@@ -20,7 +20,7 @@ from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_fit, run
 from nofrog_core.evaluate.runner import tasks_content_hash
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
-from nofrog_core.train.stage import run_training
+from nofrog_core.train.stage import finished_training, run_training
 from .json_results import json_task, refuse_foreign_record
 
 # Retry only what may pass on a second try: user errors (bad config, bad data, an output that
@@ -112,8 +112,9 @@ def evaluate(config, out_file: Path, model: str | None = None, part: str | None 
 
 @json_task(name="fine-tune", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def fine_tune(config, out_dir: Path) -> dict:
-    # A retry lands in the same directory and resumes from the last checkpoint.
-    return run_training(config, out_dir)
+    # A retry (or a resumed run) lands in the same directory and resumes from the last checkpoint;
+    # a resumed run whose training had finished reuses it.
+    return finished_training(config, out_dir) or run_training(config, out_dir)
 
 
 @json_task(name="fetch-champion", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
