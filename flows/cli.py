@@ -12,6 +12,7 @@ import typer
 
 from nofrog_core.cli import ConfigOption, SetOption, _config, app, console, print_report, user_errors
 from nofrog_core.cli import main as library_main
+from nofrog_core.outputs import check_writable_dir
 from nofrog_core.tracking import check_reachable, tracking_uri
 
 
@@ -28,6 +29,7 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption,
         cfg = _config(config, overrides)  # validate before Prefect starts
         cfg.check_evaluable()
         check_reachable(cfg.tracking)
+        check_writable_dir(cfg.tracking.output_dir)
         from .retrain import retrain_pipeline
 
         summary = retrain_pipeline(str(config) if config else None, list(overrides), resume=not new)

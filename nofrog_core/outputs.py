@@ -44,6 +44,11 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {err.strerror or err} ({directory})") from None
 
 
+def check_writable_dir(out_dir: Path) -> None:
+    """check_writable for an output directory: it exists (created if absent) and takes new files."""
+    check_writable(Path(out_dir) / "metadata.json")
+
+
 def write_text(path: Path, text: str) -> Path:
     """Written whole or not at all: a temp file beside the target, then a rename (a full disk or a
     kill leaves the old file or none, never half of one). The temp file is this process's own, so

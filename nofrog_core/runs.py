@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from .hashing import json_sha256
-from .outputs import write_json
+from .outputs import check_writable_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def unfinished_runs(output_dir: Path, request: dict) -> list[Path]:
 def claim_run_dir(output_dir: Path, request: dict, resume: bool = True):
     """Yields (run directory, whether it resumes an unfinished run), locked for the block."""
     output_dir = Path(output_dir)
+    check_writable_dir(output_dir)  # a read-only tracking.output_dir fails before any stage
     for run_dir in unfinished_runs(output_dir, request) if resume else []:
         handle = _lock(run_dir)
         if handle is None:

@@ -16,6 +16,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from .history import read_history
+from .outputs import check_writable
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -36,6 +37,8 @@ def check_reachable(tracking_config, timeout: float = 10.0, existing: bool = Fal
     if existing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnreachable(f"MLflow store {uri} does not exist; set tracking.uri / MLFLOW_TRACKING_URI "
                                   "to the store the run was logged to")
+    if uri.startswith("sqlite:///"):
+        check_writable(Path(uri.removeprefix("sqlite:///")))  # sqlite writes its journal beside the store
     if uri.startswith(("http://", "https://")):
         import urllib.request
 

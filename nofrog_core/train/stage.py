@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import models
-from ..outputs import write_json
+from ..outputs import check_writable_dir, write_json
 from ..plots import plot_loss_and_lr
 from .checkpoints import LocalCheckpoints
 from .distributed import in_process_world
@@ -110,6 +110,7 @@ def run_training(config, out_dir: Path, hooks=()) -> dict:
     """Fine-tunes into `out_dir`; `hooks` (train/hooks.py StepHook) run around every step, on every worker."""
     out_dir = Path(out_dir)
     refuse_finished_run(out_dir)
+    check_writable_dir(out_dir)  # a read-only --out fails now, not after the training
     if config.replay.mix.ratio > 0 and config.replay.mix.dir is None:
         raise ValueError("replay.mix.ratio > 0 needs replay.mix.dir (a `nofrog replay` output directory)")
     started = time.time()
