@@ -29,6 +29,7 @@ import torch
 from .config import is_hub_dataset_id
 from .demo_data import write_demo_task
 from .hashing import file_sha256, files_sha256, json_sha256
+from .textfiles import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +389,7 @@ def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length:
         raise DataError(f"{path}: no replay samples (run `nofrog replay --out {replay_dir}`)")
     bos = [bos_token_id] if bos_token_id is not None else []
     examples = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, DataError, "replay samples").splitlines(), start=1):
         try:
             row = json.loads(line) if line.strip() else None
         except ValueError as err:
