@@ -37,7 +37,7 @@ def check_writable(path: Path) -> None:
     directory = Path(path).parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".{Path(path).name}.write-check"
+        probe = directory / f".{Path(path).name}.{os.getpid()}.write-check"  # this process's: runs check at once
         probe.write_text("")
         probe.unlink()
     except OSError as err:

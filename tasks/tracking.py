@@ -50,7 +50,8 @@ def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: d
                                                 f"(eval.judge_items): never promoted; the gate said {gate['reason']}")
     name = config.tracking.registered_model
     version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
-    alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
+    with tracking.store_lock(config.tracking):  # two runs finishing at once read and move the alias in turn
+        alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
     return {"registered_model": name, "version": version, "promoted": decision.passed, "alias": config.gate.alias,
             "alias_move": alias_move}
 
