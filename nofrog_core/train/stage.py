@@ -110,12 +110,12 @@ def run_training(config, out_dir: Path, hooks=()) -> dict:
     """Fine-tunes into `out_dir`; `hooks` (train/hooks.py StepHook) run around every step, on every worker."""
     out_dir = Path(out_dir)
     refuse_finished_run(out_dir)
-    check_writable_dir(out_dir)  # a read-only --out fails now, not after the training
     if config.replay.mix.ratio > 0 and config.replay.mix.dir is None:
         raise ValueError("replay.mix.ratio > 0 needs replay.mix.dir (a `nofrog replay` output directory)")
     started = time.time()
     base = models.resolve_model(config.model)
     check_controls(config, base)  # bad controls fail here, before any worker starts
+    check_writable_dir(out_dir)  # and a read-only --out, not after the training
     claim_output_dir(out_dir, config)
     summary = exported_summary(out_dir)
     if summary is not None:
