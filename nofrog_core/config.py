@@ -224,6 +224,10 @@ class TrainConfig(Section):
         512, ge=0, description="a loss chunk of at most this many tokens keeps its logits for the backward pass "
         "instead of recomputing them (faster; ~1 MB per token with a 262k vocabulary); 0 = always recompute"
     )
+    share_trunk: bool = Field(
+        True, description="where the embedding and bottom layers do not train, compute them once per batch for "
+        "the model and the frozen base (same result, faster); false = every model runs its whole forward"
+    )
     seed: int = 0
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
     freeze_bottom: float = Field(
