@@ -11,6 +11,8 @@ configs/default.yaml's batch size and max length, seed 0), through nofrog's own 
   kept_logits        fp32_full + small loss chunks keep their logits (train.keep_logits_up_to)
   rows_apart         fp32_full + task and replay rows collated apart (less padding)
   bf16               fp32_full + bf16 autocast (fp32 master weights); few steps: see --bf16-steps
+  default_full_base  the default with every model running its whole forward (train.share_trunk=false):
+                     the replay KL's base recomputes the 14 frozen layers the student already ran
   default            the shipped configs/default.yaml, its replay rows included (a replay set is
                      generated once into bench/work/throughput-replay, outside every arm's time)
 
@@ -54,6 +56,7 @@ ARMS = {
     "kept_logits": [*FP32_FULL, "train.keep_logits_up_to=512"],
     "rows_apart": [*FP32_FULL, "train.collate_together=false"],
     "bf16": [*FP32_FULL, "train.precision=bf16"],
+    "default_full_base": ["train.share_trunk=false"],
     "default": [],
 }
 
@@ -173,6 +176,9 @@ def main() -> None:
         "comparisons": {f"{name}_over_fp32_full": arms[name]["tokens_per_second"] / arms["fp32_full"]["tokens_per_second"]
                         for name in arms if name != "fp32_full" and "fp32_full" in arms},
     }
+    if {"default", "default_full_base"} <= set(arms):  # the same step, with and without the shared trunk
+        results["comparisons"]["shared_trunk_over_full_base"] = (
+            arms["default"]["tokens_per_second"] / arms["default_full_base"]["tokens_per_second"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["comparisons"], indent=2))

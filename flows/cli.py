@@ -12,19 +12,27 @@ import typer
 
 from nofrog_core.cli import ConfigOption, SetOption, _config, app, console, print_report, user_errors
 from nofrog_core.cli import main as library_main
+from nofrog_core.outputs import check_writable_dir
 from nofrog_core.tracking import check_reachable, tracking_uri
 
 
 @app.command()
-def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
-    """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate."""
+def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption,
+        new: bool = typer.Option(False, "--new", help="Start a new run directory even where an unfinished run "
+                                 "of this config and data waits to be resumed.")) -> None:
+    """Run the whole pipeline as a Prefect flow: eval base, fine-tune, eval candidate, log, gate.
+
+    Rerun after an interruption (Ctrl-C, a crash, a killed machine), the same command resumes the
+    unfinished run of the same config and data: training from its last checkpoint, the base's
+    evaluation reused, the later stages redone; it registers once."""
     with user_errors():
         cfg = _config(config, overrides)  # validate before Prefect starts
         cfg.check_evaluable()
         check_reachable(cfg.tracking)
+        check_writable_dir(cfg.tracking.output_dir)
         from .retrain import retrain_pipeline
 
-        summary = retrain_pipeline(str(config) if config else None, list(overrides))
+        summary = retrain_pipeline(str(config) if config else None, list(overrides), resume=not new)
     print_report(summary["report"])
     console.print(f"gate [bold]{summary['gate']['label']}[/]: {summary['gate']['reason']}")
     registered = summary["registered"]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
+from nofrog_tasks.json_results import json_flow
 
 from nofrog_core.config import load_config
 from nofrog_tasks import stages
 
 
-@flow(name="nofrog-replay", log_prints=True)
+@json_flow(name="nofrog-replay", log_prints=True)
 def replay_only(config_path: str | None = None, overrides: list[str] | None = None) -> str:
     config = load_config(config_path, overrides)
     base = stages.prepare_base_model(config)
@@ -23,7 +23,7 @@ def replay_only(config_path: str | None = None, overrides: list[str] | None = No
     return replay_dir
 
 
-@flow(name="nofrog-evaluate", log_prints=True)
+@json_flow(name="nofrog-evaluate", log_prints=True)
 def evaluate_only(config_path: str | None = None, overrides: list[str] | None = None, model: str | None = None,
                   out_file: str = "eval.json") -> dict:
     config = load_config(config_path, overrides)

@@ -17,23 +17,23 @@ import time
 import uuid
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from nofrog_core import tracking
 from nofrog_core.config import load_config
+from nofrog_core.data import configured_task_files
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
 from nofrog_core.gate import GateDecision, excluded_tasks
+from nofrog_core.runs import SUMMARY_FILE, claim_run_dir, run_request, set_aside
 from nofrog_tasks import stages
+from nofrog_tasks.json_results import json_flow
 from nofrog_tasks.tracking import log_failed_run, log_run, log_stage_seconds, register_and_gate
 
 
-def new_run_dir(output_dir: Path) -> Path:
-    run_dir = Path(output_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+BASE_EVAL, TRAIN_DIR = "eval_base.json", "train"
 
 
 def run_name() -> str:
@@ -71,23 +71,32 @@ class StageClock:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.time() - started, 2)
 
 
-@flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
+@json_flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
 def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
-                     data_path: str | None = None) -> dict:
-    """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up."""
+                     data_path: str | None = None, resume: bool = True) -> dict:
+    """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up.
+    `resume`: an unfinished run of the same config and data (interrupted, crashed) is picked up where
+    it stopped, its finished stages reused; False starts a new run directory."""
     overrides = [*(overrides or []), *([f"data.path={data_path}"] if data_path else [])]
     config = load_config(config_path, overrides)  # fails on bad config before any work
     config.check_evaluable()
     tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
-    run_dir = new_run_dir(config.tracking.output_dir)
-    get_run_logger().info("run directory: %s", run_dir)
-    clock = StageClock()
-    try:
-        return run_stages(config, run_dir, clock)
-    except Exception as err:
-        # Whatever the failed stage left (eval JSONs, training history) goes to MLflow; nothing is registered.
-        log_failed_run(config, run_dir, clock.current, err)
-        raise
+    request = run_request(config, configured_task_files(config).data_hash)
+    with claim_run_dir(config.tracking.output_dir, request, resume) as (run_dir, resumed):
+        get_run_logger().info("%s run directory: %s", "resuming the unfinished" if resumed else "new", run_dir)
+        if resumed:
+            # The base's evaluation and the training (from its last checkpoint) carry on; what came after
+            # is redone, and what the interrupted run had written of it is kept aside.
+            aside = set_aside(run_dir, {BASE_EVAL, TRAIN_DIR})
+            if aside:
+                get_run_logger().info("the interrupted run's later outputs: %s", aside)
+        clock = StageClock()
+        try:
+            return run_stages(config, run_dir, clock)
+        except Exception as err:
+            # Whatever the failed stage left (eval JSONs, training history) goes to MLflow; nothing is registered.
+            log_failed_run(config, run_dir, clock.current, err)
+            raise
 
 
 def adopt_fit(fitted: dict, run_dir: Path, train: dict, after: dict, report: dict, decision: dict):
@@ -123,9 +132,12 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         # Replay always samples the original base model, also when training starts from the champion.
         # It comes first: its held-out samples give the general suite's replay KL estimate.
         config = config.with_values({"replay.mix.dir": clock("replay", stages.cached_replay, config, base)})
-    before = clock("evaluate_base", stages.evaluate_base, config, base, run_dir / "eval_base.json")
-    if not (run_dir / "eval_base.json").exists():  # served from the cache
-        write_results(before, run_dir / "eval_base.json")
+    if (run_dir / BASE_EVAL).exists():  # a resumed run's: the same request scored it
+        before = json.loads((run_dir / BASE_EVAL).read_text())
+    else:
+        before = clock("evaluate_base", stages.cached_base_evaluation, config, base, run_dir / BASE_EVAL)
+        if not (run_dir / BASE_EVAL).exists():  # served from the cache
+            write_results(before, run_dir / BASE_EVAL)
     train_config, champion = config, None
     if config.model.start_from == "champion" or config.gate.require_beat_champion:
         champion = clock("fetch_champion", stages.fetch_champion, config, run_dir / "champion")
@@ -134,7 +146,7 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         elif not champion:
             logger.warning("no version has the alias %r yet: starting from the base, nothing to beat",
                            config.gate.alias)
-    train = clock("fine_tune", stages.fine_tune, train_config, run_dir / "train")
+    train = clock("fine_tune", stages.fine_tune, train_config, run_dir / TRAIN_DIR)
     judged = config.eval.judge_items  # test, except in a screen that chooses
     after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
                   model=train["model_dir"], part=judged)
@@ -172,5 +184,5 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
                "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds}
     # What the run decided and how long each stage took, beside its files (scripts read it).
     brief = {k: v for k, v in summary.items() if k not in ("report", "champion_report")}
-    write_results(json.loads(json.dumps(brief, default=str)), run_dir / "run_summary.json")
+    write_results(json.loads(json.dumps(brief, default=str)), run_dir / SUMMARY_FILE)  # marks the run finished
     return summary

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from .textfiles import read_text_file
+
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "gemma-3-270m"
@@ -221,6 +223,10 @@ class TrainConfig(Section):
     keep_logits_up_to: int = Field(
         512, ge=0, description="a loss chunk of at most this many tokens keeps its logits for the backward pass "
         "instead of recomputing them (faster; ~1 MB per token with a 262k vocabulary); 0 = always recompute"
+    )
+    share_trunk: bool = Field(
+        True, description="where the embedding and bottom layers do not train, compute them once per batch for "
+        "the model and the frozen base (same result, faster); false = every model runs its whole forward"
     )
     seed: int = 0
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
@@ -562,7 +568,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text_file(path, ConfigError, "config file"))
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if raw is None:

@@ -29,6 +29,8 @@ import torch
 from .config import is_hub_dataset_id
 from .demo_data import write_demo_task
 from .hashing import file_sha256, files_sha256, json_sha256
+from .hub import hub_unreachable
+from .textfiles import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +106,18 @@ def read_rows(source: str | Path) -> list[dict[str, Any] | BrokenRow]:
     import datasets
 
     if not Path(source).exists() and is_hub_dataset_id(str(source)):
+        # Without a network: the cached copy, if any, at once (the Hub client's retries take ~30 s).
+        unreachable = hub_unreachable()
         try:
+            if unreachable:
+                from huggingface_hub import snapshot_download
+
+                local = snapshot_download(str(source), repo_type="dataset", local_files_only=True)
+                return datasets.load_dataset(local, split="train").to_list()
             return datasets.load_dataset(str(source), split="train").to_list()
         except Exception as err:
-            raise DataError(f"{source}: could not load Hub dataset (is the Hub reachable?): {err}") from None
+            why = f"no copy in the local cache, and the Hub {unreachable}" if unreachable else str(err)
+            raise DataError(f"{source}: could not load the Hub dataset: {why}") from None
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{path}: data file does not exist")
@@ -388,7 +398,7 @@ def load_replay_examples(replay_dir: Path, bos_token_id: int | None, max_length:
         raise DataError(f"{path}: no replay samples (run `nofrog replay --out {replay_dir}`)")
     bos = [bos_token_id] if bos_token_id is not None else []
     examples = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, DataError, "replay samples").splitlines(), start=1):
         try:
             row = json.loads(line) if line.strip() else None
         except ValueError as err:

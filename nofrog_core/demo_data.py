@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .outputs import reusable_metadata, write_json, write_text
+from .outputs import check_writable_dir, reusable_metadata, write_json, write_text
 
 FIRST_NAMES = [
     "Maren", "Tobiah", "Elsqueth", "Corvin", "Ysolde", "Bramwell", "Liesl", "Oriel", "Thaddeus", "Wenna",
@@ -152,7 +152,7 @@ def write_demo_task(out_dir: Path, count: int, seed: int = 0, task: str = "peopl
     # worker of a run comes here for the same files while the others may be reading them.
     if reusable_metadata(out_dir, lambda old: old == meta, "dataset"):
         return paths
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out_dir)
     write_jsonl(train, paths["train"])
     write_jsonl(heldout, paths["heldout"])
     write_json(out_dir / "metadata.json", meta)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .data import IGNORE_INDEX
+from .trunk import Trunk, top_hidden_states
 
 # Target log-probabilities for the labelled positions [start, end) of a chunk.
 TargetLogprobs = Callable[[int, int], torch.Tensor]
@@ -38,10 +39,17 @@ def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def labelled_hidden(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def labelled_hidden(model, input_ids, attention_mask, labels, trunk: Trunk | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hidden states that predict a label [N, H], those labels [N], their sequence index [N]),
-    in row-major order, so row subsets of a batch select a prefix-free slice of these."""
-    hidden = hidden_states(model, input_ids, attention_mask)[:, :-1]
+    in row-major order, so row subsets of a batch select a prefix-free slice of these. With
+    `trunk` (the states entering layer `depth`, shared with a model whose bottom is this one's),
+    only the layers from `depth` up run."""
+    if trunk is None:
+        full = hidden_states(model, input_ids, attention_mask)
+    else:
+        full = top_hidden_states(model, trunk.states, attention_mask, trunk.depth)
+    hidden = full[:, :-1]
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     return hidden[mask], targets[mask], mask.nonzero(as_tuple=True)[0]
@@ -57,13 +65,18 @@ def _logits(hidden, weight, softcap):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
-def _chunk_losses(hidden, weight, targets, target_logprobs, softcap, temperature):
+def _chunk_losses(hidden, weight, targets, softcap, temperature, target_logprobs=None, start=0, end=0):
     logits = _logits(hidden, weight, softcap)
     nll = F.cross_entropy(logits, targets, reduction="none")
     if target_logprobs is None:
         return nll, torch.zeros_like(nll)
+    # The target is computed here, inside the checkpointed function, and again in the backward pass:
+    # kept from the forward pass, every chunk's [chunk, vocabulary] target would stay alive until
+    # backward (~1 MiB per token for Gemma's 262k words), so memory would grow with the replay tokens.
+    with torch.no_grad():
+        target = target_logprobs(start, end)
     logprobs = F.log_softmax(logits / temperature, dim=-1)
-    kl = (target_logprobs.exp() * (target_logprobs - logprobs)).sum(-1) * temperature**2
+    kl = (target.exp() * (target - logprobs)).sum(-1) * temperature**2
     return nll, kl
 
 
@@ -73,18 +86,16 @@ def chunked_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token (NLL, KL(target || model) * T^2) over labelled positions; KL is zeros without a target.
 
-    A chunk of at most `keep_logits_up_to` positions keeps its logits for the backward pass
-    instead of recomputing them (one output projection less; 262k x 4 bytes per position).
+    A chunk of at most `keep_logits_up_to` positions keeps its logits (and its target) for the
+    backward pass instead of recomputing them (one output projection less; 262k x 4 bytes per
+    position). Every larger chunk keeps only its slice of `hidden`: peak memory does not grow with
+    the number of positions.
     """
     weight, softcap = model.get_output_embeddings().weight, output_softcap(model)
     nll_parts, kl_parts = [], []
     for start in range(0, targets.numel(), chunk_size):
         end = min(start + chunk_size, targets.numel())
-        target = None
-        if target_logprobs is not None:
-            with torch.no_grad():
-                target = target_logprobs(start, end)
-        args = (hidden[start:end], weight, targets[start:end], target, softcap, temperature)
+        args = (hidden[start:end], weight, targets[start:end], softcap, temperature, target_logprobs, start, end)
         if torch.is_grad_enabled() and end - start > keep_logits_up_to:
             nll, kl = checkpoint(_chunk_losses, *args, use_reentrant=False)
         else:
@@ -111,10 +122,12 @@ def token_nll(
     return nll.sum(), per_sequence, targets.numel()
 
 
-def frozen_logprobs(frozen_model, input_ids, attention_mask, labels, temperature: float = 1.0) -> TargetLogprobs:
-    """Target log-probs of a frozen model on the labelled positions, computed chunk by chunk."""
+def frozen_logprobs(frozen_model, input_ids, attention_mask, labels, temperature: float = 1.0,
+                    trunk: Trunk | None = None) -> TargetLogprobs:
+    """Target log-probs of a frozen model on the labelled positions, computed chunk by chunk
+    (from the shared `trunk` when the frozen model's bottom is the trained one's)."""
     with torch.no_grad():
-        hidden, _, _ = labelled_hidden(frozen_model, input_ids, attention_mask, labels)
+        hidden, _, _ = labelled_hidden(frozen_model, input_ids, attention_mask, labels, trunk)
     return lambda start, end: F.log_softmax(logits_of(frozen_model, hidden[start:end]) / temperature, dim=-1)
 
 
@@ -135,15 +148,16 @@ def token_kl_to_reference(
 
 
 def anchor_logprobs(snapshot, reference, input_ids, attention_mask, labels, alpha: float, temperature: float,
-                    interpolation: str) -> TargetLogprobs:
+                    interpolation: str, snapshot_trunk: Trunk | None = None,
+                    reference_trunk: Trunk | None = None) -> TargetLogprobs:
     """Anchored Learning's moving anchor q (methods.md section 3) on the labelled positions.
 
     logit: q = softmax(((1 - alpha) z_snap + alpha z_sft) / T)
     prob:  q = (1 - alpha) softmax(z_snap / T) + alpha softmax(z_sft / T)
     """
     with torch.no_grad():
-        snap_hidden, _, _ = labelled_hidden(snapshot, input_ids, attention_mask, labels)
-        ref_hidden, _, _ = labelled_hidden(reference, input_ids, attention_mask, labels)
+        snap_hidden, _, _ = labelled_hidden(snapshot, input_ids, attention_mask, labels, snapshot_trunk)
+        ref_hidden, _, _ = labelled_hidden(reference, input_ids, attention_mask, labels, reference_trunk)
 
     def target(start: int, end: int) -> torch.Tensor:
         z_snap, z_ref = logits_of(snapshot, snap_hidden[start:end]), logits_of(reference, ref_hidden[start:end])

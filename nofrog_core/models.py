@@ -25,6 +25,7 @@ import torch
 
 from .config import BUNDLED_MODEL, ModelConfig
 from .hashing import file_sha256, files_sha256
+from .hub import hub_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +169,14 @@ def resolve_model(config: ModelConfig) -> ModelRef:
 def _download_from_hub(repo_id: str) -> ModelRef:
     from huggingface_hub import snapshot_download
 
+    # Without a network: the cached snapshot, if any, at once (the Hub client's retries take ~30 s).
+    unreachable = hub_unreachable()
     try:
-        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"],
+                                  local_files_only=bool(unreachable))
     except Exception as err:  # offline, unknown repo, gated repo: all end here
-        raise ModelError(
-            f"model.name_or_path: {repo_id!r} is no local path and could not be fetched from the Hub ({err})"
-        ) from None
+        why = f"no copy in the local cache, and the Hub {unreachable}" if unreachable else f"from the Hub: {err}"
+        raise ModelError(f"model.name_or_path: {repo_id!r} is no local path and could not be fetched ({why})") from None
     local = Path(local)
     if not any(local.glob("*.safetensors")):
         raise ModelError(f"model.name_or_path: {repo_id} has no safetensors weights (pickle weights are refused)")

@@ -37,11 +37,16 @@ def check_writable(path: Path) -> None:
     directory = Path(path).parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".{Path(path).name}.write-check"
+        probe = directory / f".{Path(path).name}.{os.getpid()}.write-check"  # this process's: runs check at once
         probe.write_text("")
         probe.unlink()
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err} ({directory})") from None
+
+
+def check_writable_dir(out_dir: Path) -> None:
+    """check_writable for an output directory: it exists (created if absent) and takes new files."""
+    check_writable(Path(out_dir) / "metadata.json")
 
 
 def write_text(path: Path, text: str) -> Path:

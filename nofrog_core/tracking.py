@@ -7,6 +7,8 @@ plain file store).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
 from pathlib import Path
@@ -16,6 +18,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from .history import read_history
+from .outputs import check_writable
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -36,6 +39,8 @@ def check_reachable(tracking_config, timeout: float = 10.0, existing: bool = Fal
     if existing and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnreachable(f"MLflow store {uri} does not exist; set tracking.uri / MLFLOW_TRACKING_URI "
                                   "to the store the run was logged to")
+    if uri.startswith("sqlite:///"):
+        check_writable(Path(uri.removeprefix("sqlite:///")))  # sqlite writes its journal beside the store
     if uri.startswith(("http://", "https://")):
         import urllib.request
 
@@ -48,11 +53,34 @@ def check_reachable(tracking_config, timeout: float = 10.0, existing: bool = Fal
     return uri
 
 
+@contextlib.contextmanager
+def store_lock(tracking_config):
+    """Exclusive use of a sqlite store's writes that must not interleave, across processes on this
+    machine (`<store>.lock`, flock: released however the holder ends); nothing for a server, which
+    serializes its own writes."""
+    uri = tracking_uri(tracking_config)
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    store = Path(uri.removeprefix("sqlite:///"))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def setup(tracking_config) -> str:
+    """Points MLflow at the store and the experiment. A new sqlite store's tables are created (and
+    migrated) under its lock: MLflow creates them without one, and two runs starting at once on one
+    new store collided in alembic's migrations (duplicate column, 'expected to match one row')."""
     uri = tracking_uri(tracking_config)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(tracking_config.experiment)
+    with store_lock(tracking_config):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # both stores, created once per process
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+        mlflow.set_experiment(tracking_config.experiment)  # get-or-create, which two creators would race
     return uri
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from prefect import task
 
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import configured_task_files
@@ -21,7 +20,8 @@ from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_fit, run
 from nofrog_core.evaluate.runner import tasks_content_hash
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
-from nofrog_core.train.stage import run_training
+from nofrog_core.train.stage import finished_training, run_training
+from .json_results import json_task, refuse_foreign_record
 
 # Retry only what may pass on a second try: user errors (bad config, bad data, an output that
 # exists) fail the same way every time.
@@ -65,14 +65,14 @@ def _base_eval_cache_key(context, parameters) -> str:
     return "base-eval-" + json_sha256(base_eval_request(parameters["config"], parameters["base"]))[:16]
 
 
-@task(name="prepare-base-model", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
+@json_task(name="prepare-base-model", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def prepare_base_model(config) -> dict:
     return models.resolve_model(config.model).as_dict()
 
 
-# Persisted results are JSON (paths and metric dicts), never pickle: a cached result is read back
-# without running code.
-@task(name="generate-replay", cache_key_fn=_replay_cache_key, persist_result=True, result_serializer="json",
+# Persisted results are JSON (paths and metric dicts), never pickle, and a cached record is checked
+# before Prefect reads it (json_results): a cached result is read back without running code.
+@json_task(name="generate-replay", cache_key_fn=_replay_cache_key, persist_result=True,
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def generate_replay(config, base: dict) -> str:
     """Context-free samples of the base model, in a directory shared by every run with the same request."""
@@ -84,13 +84,14 @@ def generate_replay(config, base: dict) -> str:
 
 def cached_replay(config, base: dict) -> str:
     """generate_replay through Prefect's cache, regenerating when the cached directory was deleted."""
+    refuse_foreign_record(generate_replay, _replay_cache_key(None, {"config": config, "base": base}))
     replay_dir = generate_replay(config, base)
     if not (Path(replay_dir) / "metadata.json").exists():
         replay_dir = generate_replay.with_options(refresh_cache=True)(config, base)
     return replay_dir
 
 
-@task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True, result_serializer="json",
+@json_task(name="evaluate-base", cache_key_fn=_base_eval_cache_key, persist_result=True,
       cache_expiration=timedelta(days=30), retries=1, retry_condition_fn=retry_transient)
 def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
     # Every item, selection and test: the fit chooses on the first, the gate reads the second (a
@@ -98,36 +99,43 @@ def evaluate_base(config, base: dict, scratch_file: Path) -> dict:
     return run_evaluation(config, scratch_file)
 
 
-@task(name="evaluate", retries=1, retry_condition_fn=retry_transient)
+def cached_base_evaluation(config, base: dict, scratch_file: Path) -> dict:
+    """evaluate_base through Prefect's cache."""
+    refuse_foreign_record(evaluate_base, _base_eval_cache_key(None, {"config": config, "base": base}))
+    return evaluate_base(config, base, scratch_file)
+
+
+@json_task(name="evaluate", retries=1, retry_condition_fn=retry_transient)
 def evaluate(config, out_file: Path, model: str | None = None, part: str | None = "test") -> dict:
     return run_evaluation(config, out_file, model=model, part=part)
 
 
-@task(name="fine-tune", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
+@json_task(name="fine-tune", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def fine_tune(config, out_dir: Path) -> dict:
-    # A retry lands in the same directory and resumes from the last checkpoint.
-    return run_training(config, out_dir)
+    # A retry (or a resumed run) lands in the same directory and resumes from the last checkpoint;
+    # a resumed run whose training had finished reuses it.
+    return finished_training(config, out_dir) or run_training(config, out_dir)
 
 
-@task(name="fetch-champion", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+@json_task(name="fetch-champion", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def fetch_champion(config, out_dir: Path) -> dict | None:
     """The current champion as a local HF directory ({model_dir, version}), or None without one."""
     tracking.setup(config.tracking)
     return registry.download_champion(config.tracking.registered_model, config.gate.alias, out_dir)
 
 
-@task(name="forgetting-report")
+@json_task(name="forgetting-report")
 def compare(config, before: dict, after: dict, out_file: Path) -> dict:
     return run_report(config, before, after, out_file)
 
 
-@task(name="gate")
+@json_task(name="gate")
 def gate(report: dict, config, champion_report: dict | None = None) -> dict:
     gain_over_champion = champion_report["task_gain"] if champion_report else None
     return decide_with(report, config.gate, gain_over_champion).as_dict()
 
 
-@task(name="fit-within-budget")
+@json_task(name="fit-within-budget")
 def fit_within_budget(config, base_dir: str, candidate_dir: str, before: dict, out_dir: Path,
                       champion_eval: dict | None = None) -> dict:
     """gate.fit=interpolate: mixes chosen on selection items, the chosen one judged on test items."""

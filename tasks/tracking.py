@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import mlflow
-from prefect import task
 
 from nofrog_core import registry, tracking
 from nofrog_core.config import dump_config
+from .json_results import json_task
 from .stages import retry_transient
 
 EVAL_ARTIFACTS = ("eval_base.json", "eval_candidate.json", "forgetting.json", "forgetting.png",
@@ -18,7 +18,7 @@ EVAL_ARTIFACTS = ("eval_base.json", "eval_candidate.json", "forgetting.json", "f
                   "eval_champion.json", "forgetting_vs_champion.json", "forgetting_vs_champion.png")
 
 
-@task(name="log-to-mlflow", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+@json_task(name="log-to-mlflow", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after: dict, report: dict,
             gate: dict, flow_run_id: str | None) -> str:
     tracking.setup(config.tracking)
@@ -39,7 +39,7 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
                                      (run_dir / "forgetting.md").read_text(), texts=texts)
 
 
-@task(name="register-and-gate", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+@json_task(name="register-and-gate", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: dict, lineage: dict) -> dict:
     """Registers the candidate (tags: figures, gate, lineage) and moves the alias only if it passed."""
     tracking.setup(config.tracking)
@@ -50,12 +50,13 @@ def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: d
                                                 f"(eval.judge_items): never promoted; the gate said {gate['reason']}")
     name = config.tracking.registered_model
     version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
-    alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
+    with tracking.store_lock(config.tracking):  # two runs finishing at once read and move the alias in turn
+        alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
     return {"registered_model": name, "version": version, "promoted": decision.passed, "alias": config.gate.alias,
             "alias_move": alias_move}
 
 
-@task(name="log-stage-times", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+@json_task(name="log-stage-times", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def log_stage_seconds(config, run_id: str, seconds: dict[str, float]) -> None:
     tracking.setup(config.tracking)
     with mlflow.start_run(run_id=run_id):
@@ -67,7 +68,7 @@ FAILED_RUN_FILES = ("eval_base.json", "eval_candidate.json", "eval_champion.json
                     "train/training_summary.json")
 
 
-@task(name="log-failed-run")
+@json_task(name="log-failed-run")
 def log_failed_run(config, run_dir: Path, stage: str, error: BaseException) -> str | None:
     """An MLflow run for a failed pipeline run: which stage failed, why, and the files it left."""
     try:

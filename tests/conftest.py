@@ -7,8 +7,12 @@ so the training loop, losses and the pipeline run in seconds on a CPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+
+# Tests never reach the Hugging Face Hub: set before any Hub client is imported (they read it once).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch

@@ -33,3 +33,14 @@ class RaiseAt(StepHook):
     def before_step(self, step: int, rank: int) -> None:
         if step == self.step:
             raise RuntimeError("simulated crash")
+
+
+@dataclass
+class InterruptAt(StepHook):
+    """Ctrl-C as one step begins (KeyboardInterrupt, which no retry catches)."""
+
+    step: int
+
+    def before_step(self, step: int, rank: int) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt

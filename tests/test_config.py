@@ -118,3 +118,10 @@ def test_a_hub_dataset_id_fails_at_once_when_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
         load_config(None, ["data.path=someone/some-dataset"])
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("train:\n  lr: 1e-4\n# r\xe9sum\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: the config file is not UTF-8 text \(byte 0xe9 on line 3\)"):
+        load_config(path)

@@ -208,3 +208,28 @@ def test_a_broken_replay_set_is_named_by_file_and_row(tmp_path, line, why):
     (tmp_path / "samples.jsonl").write_text('{"token_ids": [5, 6, 7]}\n' + line + "\n")
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "samples.jsonl")) + " " + why):
         load_replay_examples(tmp_path, BOS, 64, vocab_size=1000)
+
+
+def test_a_hub_dataset_without_network_fails_in_seconds_or_comes_from_the_cache(tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from nofrog_core.data import read_rows
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: no network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    started = time.time()
+    with pytest.raises(DataError, match="someone/absent: could not load the Hub dataset: no copy in the local "
+                                        "cache, and the Hub http://127.0.0.1:9 is unreachable"):
+        read_rows("someone/absent")
+    assert time.time() - started < 10  # it took 33 s of retries
+
+    cached = tmp_path / "hub" / "datasets--someone--cached"  # the Hub cache's layout: refs/main -> snapshot
+    snapshot = cached / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    write_jsonl(snapshot / "train.jsonl", [{"prompt": "a", "completion": "b"}])
+    (cached / "refs").mkdir()
+    (cached / "refs" / "main").write_text("0" * 40)
+    assert read_rows("someone/cached") == [{"prompt": "a", "completion": "b"}]  # the cached copy, offline

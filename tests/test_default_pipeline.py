@@ -9,6 +9,8 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 from ray._common.utils import get_default_ray_temp_dir  # where a local cluster keeps its sessions
 
+from tests.listeners import ListenerWatch
+
 pytestmark = pytest.mark.vllm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +40,11 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
         "gate.fit_coefficients=[0.5, 1e-6]",
     ]
     sessions_before = set(RAY_ROOT.glob("session_2*"))
-    result = retrain_pipeline(str(ROOT / "configs" / "default.yaml"), overrides)
+    with ListenerWatch() as listeners:
+        result = retrain_pipeline(str(ROOT / "configs" / "default.yaml"), overrides)
+    # Ray's cluster, the vLLM engine and the test's Prefect server all listened, on 127.0.0.1 only.
+    assert {"gcs_server", "raylet"} <= {name for _, _, name in listeners.seen}, listeners.seen
+    assert not listeners.outside_loopback()
     run_dir = Path(result["run_dir"])
     train_meta = json.loads((run_dir / "train" / "metadata.json").read_text())
     assert train_meta["training"]["engine"] == "ray" and train_meta["training"]["world_size"] == 1

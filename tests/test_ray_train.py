@@ -7,20 +7,21 @@ import os
 import pytest
 
 from nofrog_core.history import read_history
+from nofrog_core.train.ray_loopback import local_cluster
 from nofrog_core.train.stage import run_training
 from tests import fault_injection
 from tests.fault_injection import KillWorkerAt
+from tests.listeners import ListenerWatch
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    # The workers unpickle the test's hooks without importing the tests package.
-    ray.cloudpickle.register_pickle_by_value(fault_injection)
-    yield
-    ray.shutdown()
+    with local_cluster(2):
+        # The workers unpickle the test's hooks without importing the tests package.
+        ray.cloudpickle.register_pickle_by_value(fault_injection)
+        yield
 
 
 def two_workers(tiny_config, *overrides):
@@ -30,7 +31,11 @@ def two_workers(tiny_config, *overrides):
 def test_two_workers_read_one_loss_and_set_identical_finch_lrs(ray_cluster, tiny_config, tmp_path):
     config = two_workers(tiny_config, "train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3",
                          "train.max_steps=4", "train.checkpoint_every=0")
-    out = run_training(config, tmp_path / "train")
+    with ListenerWatch() as listeners:
+        out = run_training(config, tmp_path / "train")
+    # The workers' rendezvous store and gloo pairs, like the cluster's servers, on 127.0.0.1 only.
+    assert "ray::RayTrainWorker" in {name for _, _, name in listeners.seen}, listeners.seen
+    assert not listeners.outside_loopback()
     history = read_history(out["history"])
     assert [h["step"] for h in history] == [1, 2, 3, 4]
     for h in history:

@@ -61,3 +61,80 @@ def test_a_task_template_cannot_allocate_without_bound(tmp_path, template, why):
     with pytest.raises(TaskError, match=f"tiny_mc.yaml: field 'doc_to_text' .*{why}"):
         load_task(path)
     assert time.time() - started < 30  # refused before the work, not after it
+
+
+def test_the_local_ray_cluster_listens_on_loopback_only():
+    import os
+
+    from ray._private import ray_constants
+
+    from nofrog_core.train.ray_loopback import CLUSTER_SWITCH, local_cluster
+    from tests.listeners import ListenerWatch
+
+    ray = pytest.importorskip("ray")
+    before = os.environ.get(CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    with ListenerWatch() as watch, local_cluster(1):
+        assert ray.get(ray.remote(lambda: os.getpid()).remote()) != os.getpid()  # a worker ran
+        watch.sample()
+    names = {name for _, _, name in watch.seen}
+    assert {"gcs_server", "raylet"} <= names, watch.seen  # the cluster's servers were seen listening,
+    assert not watch.outside_loopback()  # each on 127.0.0.1 only (Ray's default was every interface)
+    assert (os.environ.get(CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER) == before  # restored for a later run
+
+
+class WritesMarker:
+    """A pickle payload: unpickling it creates `path` (what a planted cache record could run)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_cache_record_rewritten_as_pickle_is_refused_not_run(prefect_server, tiny_overrides, tmp_path):
+    import base64
+    import json
+
+    import cloudpickle
+    from prefect.results import ResultRecord
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from nofrog_flows.parts import replay_only
+    from nofrog_tasks.json_results import ForeignCacheRecord
+
+    storage = tmp_path / "prefect-storage"
+    overrides = [*tiny_overrides, "replay.num_samples=4", "replay.max_new_tokens=4"]
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+        replay_only(None, overrides)
+        (record_file,) = storage.glob("replay-*")
+        record = json.loads(record_file.read_text())
+        assert record["metadata"]["serializer"]["type"] == "json"
+
+        marker = tmp_path / "payload-ran"
+        record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle", "picklelib_version": None}
+        record["result"] = base64.b64encode(cloudpickle.dumps(WritesMarker(marker))).decode()
+        record_file.write_text(json.dumps(record))
+        with pytest.raises(ForeignCacheRecord, match=f"{record_file}.*'pickle'"):
+            replay_only(None, overrides)
+        assert not marker.exists()
+        ResultRecord.deserialize(record_file.read_bytes())  # what Prefect's own cache read would have done
+        assert marker.exists()
+
+
+def test_a_failed_task_is_stored_as_json_not_pickle(prefect_server, tiny_overrides, tmp_path):
+    import json
+
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from nofrog_flows.parts import replay_only
+
+    storage = tmp_path / "prefect-storage"
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}), pytest.raises(Exception):
+        replay_only(None, [*tiny_overrides, f"model.name_or_path={tmp_path / 'no-such-model'}"])
+    # The task's failure is a result record, the flow's is the bare value: both JSON (were cloudpickle).
+    stored = [json.loads(path.read_text()) for path in storage.iterdir()]
+    records = [s for s in stored if "metadata" in s]
+    assert records and {r["metadata"]["serializer"]["type"] for r in records} == {"json"}
+    values = [json.loads(r["result"]) for r in records] + [s for s in stored if "metadata" not in s]
+    assert all(v["__exc_type__"] == "nofrog_core.models.ModelError" for v in values), values

@@ -153,3 +153,27 @@ def test_a_task_template_cannot_run_code(tmp_path):
     with pytest.raises(TaskError, match="tiny_mc.yaml: field 'doc_to_text' template .* is refused"):
         load_task(path)
     assert not marker.exists()
+
+
+def test_a_symlink_loop_or_non_utf8_task_yaml_is_named_by_the_eval_command(tiny_overrides, tmp_path):
+    from typer.testing import CliRunner
+
+    from nofrog_flows.cli import app
+
+    suite = tmp_path / "suite"
+    mc_task(suite)
+    (suite / "loop.yaml").symlink_to(suite / "loop.yaml")  # points at itself
+    (suite / "again").symlink_to(suite)  # a directory loop: never followed
+    sets = [x for o in tiny_overrides for x in ("--set", o)]
+    args = ["eval", *sets, "--set", f"eval.forgetting_tasks=[{suite}]", "--out", str(tmp_path / "eval.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{suite / 'loop.yaml'}: cannot read the task YAML: Too many levels of symbolic links" in \
+        " ".join(result.output.split()), result.output
+
+    (suite / "loop.yaml").unlink()
+    (suite / "latin1.yaml").write_bytes("task: caf\xe9\n".encode("latin-1"))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{suite / 'latin1.yaml'}: the task YAML is not UTF-8 text (byte 0xe9 on line 1)" in \
+        " ".join(result.output.split()), result.output

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from ..textfiles import read_text_file
+
 OUTPUT_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
 BUILDERS = ("json", "parquet", "csv")
 
@@ -206,7 +208,7 @@ def _load_split(raw: dict, split: str, source: Path) -> list[dict]:
 def load_task(path: Path) -> TaskSpec:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text_file(path, TaskError, "task YAML"))
     except yaml.YAMLError as err:
         raise TaskError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

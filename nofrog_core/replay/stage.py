@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import models
 from ..hashing import json_sha256
-from ..outputs import reusable_metadata
+from ..outputs import check_writable_dir, reusable_metadata
 from . import hf_backend, vllm_backend
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def run_replay(config, out_dir: Path) -> dict:
     if reused is not None:
         log.info("replay dataset %s already holds this request; reusing it", out_dir)
         return {**reused, "reused": True}
+    check_writable_dir(out_dir)  # a read-only --out fails now, not after sampling
 
     tokenizer = models.load_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base))

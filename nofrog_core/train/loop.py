@@ -266,7 +266,7 @@ class Trainer:
         objective = TrainingObjective(model, tc.loss_chunk_size,
                                       configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)),
                                       autocast_dtype=torch.bfloat16 if tc.precision == "bf16" else None,
-                                      keep_logits_up_to=tc.keep_logits_up_to)
+                                      keep_logits_up_to=tc.keep_logits_up_to, share_trunk=tc.share_trunk)
         for name in objective.frozen_needed():
             # The base and the first snapshot are the model as the phase starts; the reference is given.
             objective.frozen[name] = reference if name == "reference" else frozen_copy(model)

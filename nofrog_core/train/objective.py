@@ -12,15 +12,18 @@ kept in a plain dict, outside the module's parameters: DDP must not see them.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from ..losses import chunked_losses, labelled_hidden
+from ..trunk import same_trunk, trunk_depth, trunk_states
 from .terms import Rows, WeightedTerm
 
 
 class TrainingObjective(torch.nn.Module):
     def __init__(self, model, chunk_size: int, terms: list[WeightedTerm], autocast_dtype: torch.dtype | None = None,
-                 keep_logits_up_to: int = 0):
+                 keep_logits_up_to: int = 0, share_trunk: bool = True):
         super().__init__()
         self.model = model
         self.keep_logits_up_to = keep_logits_up_to  # chunks this small keep their logits for the backward pass
@@ -28,6 +31,9 @@ class TrainingObjective(torch.nn.Module):
         self.chunk_size = chunk_size
         self.terms = terms
         self.frozen: dict[str, torch.nn.Module] = {}
+        self.share_trunk = share_trunk
+        self._trunk_depth: int | None = None  # set at the first step: the trainable set is final by then
+        self._sharing = weakref.WeakKeyDictionary()  # frozen model -> its bottom checked to be the model's
         for group in ("task", "replay"):
             with_target = [w.term.name for w in terms if w.term.rows == group and w.term.sets_target]
             if len(with_target) > 1:
@@ -55,8 +61,9 @@ class TrainingObjective(torch.nn.Module):
             terms = [w.term for w in self.terms if w.term.rows == group]
             if not terms or batch is None:
                 continue
-            rows = Rows(batch["input_ids"], batch["attention_mask"], batch["labels"])
-            hidden, targets, _ = labelled_hidden(self.model, rows.input_ids, rows.attention_mask, rows.labels)
+            rows = self._rows(batch)
+            hidden, targets, _ = labelled_hidden(self.model, rows.input_ids, rows.attention_mask, rows.labels,
+                                                 rows.trunk)
             target, temperature = None, 1.0
             for term in terms:
                 if term.sets_target:
@@ -65,3 +72,20 @@ class TrainingObjective(torch.nn.Module):
                                      self.keep_logits_up_to)
             sums.update({term.name: term(nll, kl) for term in terms})
         return sums
+
+    def _rows(self, batch) -> Rows:
+        """The group's rows, with the frozen trunk computed once for the model and every frozen model
+        whose bottom is the model's (the replay KL's base: its 14 frozen layers of Gemma's 18)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self._trunk_depth is None:
+            self._trunk_depth = trunk_depth(self.model) if self.share_trunk else 0
+        if not self._trunk_depth:
+            return Rows(ids, mask, batch["labels"])
+        shared = frozenset(name for name, frozen in self.frozen.items() if self._shares(frozen))
+        return Rows(ids, mask, batch["labels"], trunk_states(self.model, ids, mask, self._trunk_depth), shared)
+
+    def _shares(self, frozen) -> bool:
+        # Checked once per frozen model: the snapshot is replaced every K epochs, and is checked anew.
+        if frozen not in self._sharing:
+            self._sharing[frozen] = same_trunk(self.model, frozen, self._trunk_depth)
+        return self._sharing[frozen]

@@ -1,13 +1,14 @@
 """Data-parallel training on Ray Train: one TorchTrainer, N workers, the same Trainer loop.
 
-A local Ray cluster sized to the job starts by default; `compute.ray_address`
-(or $RAY_ADDRESS) connects to an existing one. Workers talk through gloo on
+A local Ray cluster sized to the job starts by default, listening on 127.0.0.1 only
+(ray_loopback); `compute.ray_address` (or $RAY_ADDRESS) connects to an existing one. Workers talk through gloo on
 CPU and nccl on GPU. Checkpoints go through `ray.train.report`; after a worker
 dies, `FailureConfig(max_failures)` restarts the group from the latest one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,18 @@ PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.pl
 def quiet_placement_group_cleaner() -> None:
     """Ray's worker_process_setup_hook for the local cluster: runs in every worker process it starts."""
     logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def connected(address: str):
+    """The existing cluster at `address`, for the length of the block."""
+    import ray
+
+    ray.init(address=address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _train_worker(loop_config: dict) -> None:
@@ -62,16 +75,14 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from .ray_loopback import LoopbackTorchConfig, local_cluster, on_loopback_only
+
     compute = config.compute
-    started_here = not ray.is_initialized()
-    if started_here:
-        if compute.ray_address:
-            ray.init(address=compute.ray_address)
-        else:
-            # Sized to the job; 127.0.0.1 only, no dashboard.
-            ray.init(num_cpus=compute.num_workers * compute.cpus_per_worker, include_dashboard=False,
-                     _node_ip_address="127.0.0.1",
-                     runtime_env={"worker_process_setup_hook": f"{__name__}.quiet_placement_group_cleaner"})
+    if not ray.is_initialized():  # else a caller's cluster (a test's, a notebook's): use it, leave it running
+        cluster = connected(compute.ray_address) if compute.ray_address else local_cluster(
+            compute.num_workers * compute.cpus_per_worker, f"{__name__}.quiet_placement_group_cleaner")
+        with cluster:
+            return train_with_ray(config, out_dir, hooks)
     storage = Path(compute.storage_path or out_dir / "ray").resolve()
     trainer = TorchTrainer(
         _train_worker,
@@ -79,7 +90,9 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
                            "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=compute.num_workers, use_gpu=compute.use_gpu,
                                      resources_per_worker={"CPU": compute.cpus_per_worker}),
-        torch_config=TorchConfig(backend="nccl" if compute.use_gpu else "gloo"),
+        # On a cluster of this machine alone, the workers meet on 127.0.0.1 (ray_loopback); else as Ray sets up.
+        torch_config=(LoopbackTorchConfig if on_loopback_only() else TorchConfig)(
+            backend="nccl" if compute.use_gpu else "gloo"),
         run_config=RunConfig(name="train", storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=compute.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=config.train.checkpoints_to_keep)),
@@ -92,7 +105,4 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
         if stopped:
             raise NonFiniteLoss(stopped.split("NonFiniteLoss: ")[-1].strip()) from None
         raise RuntimeError(f"Ray Train failed after {compute.max_failures} restarts: {err}") from err
-    finally:
-        if started_here:
-            ray.shutdown()
     return json.loads((Path(out_dir) / SUMMARY_FILE).read_text())

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from .. import models
-from ..outputs import write_json
+from ..outputs import check_writable_dir, write_json
 from ..plots import plot_loss_and_lr
 from .checkpoints import LocalCheckpoints
 from .distributed import in_process_world
 from .inputs import check_controls, load_training_data, load_worker_inputs
-from .loop import Trainer
+from .loop import SUMMARY_FILE, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,39 @@ RUN_MARKER = "nofrog_training_run"  # in that file: what tells nofrog's own runs
 
 
 def refuse_finished_run(out_dir: Path) -> None:
-    """Never train over an earlier run's results."""
-    if (out_dir / "metadata.json").exists() or (out_dir / "model").exists():
+    """Never train over an earlier run's results (metadata.json is the last file a run writes)."""
+    if (out_dir / "metadata.json").exists():
         raise FileExistsError(f"{out_dir} already holds a training run; choose another --out")
 
 
-def has_checkpoint(out_dir: Path) -> bool:
-    return any(any(d.iterdir()) for d in (out_dir / "checkpoints", out_dir / "ray") if d.is_dir())
+def has_progress(out_dir: Path) -> bool:
+    """Whether an unfinished run got anywhere: a checkpoint, or the exported model itself."""
+    return (out_dir / "model").exists() or any(
+        any(d.iterdir()) for d in (out_dir / "checkpoints", out_dir / "ray") if d.is_dir())
+
+
+def exported_summary(out_dir: Path) -> dict | None:
+    """The training summary of a run that exported its model and stopped before its metadata.json
+    (the loop writes the summary, then renames the finished model into place)."""
+    if (out_dir / "model").is_dir() and (out_dir / SUMMARY_FILE).is_file():
+        return json.loads((out_dir / SUMMARY_FILE).read_text())
+    return None
+
+
+def finished_training(config, out_dir: Path) -> dict | None:
+    """The result of a finished run of this same config in `out_dir` (for a resumed pipeline), else None."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "metadata.json").exists() or started_config(out_dir / RUN_CONFIG_FILE) != config.model_dump(
+            mode="json"):
+        return None
+    meta = json.loads((out_dir / "metadata.json").read_text())
+    return training_result(out_dir, meta["training"])
+
+
+def training_result(out_dir: Path, summary: dict) -> dict:
+    return {"model_dir": str(out_dir / "model"), "history": str(out_dir / "history.jsonl"),
+            "metadata": str(out_dir / "metadata.json"), "loss_lr_png": str(out_dir / "loss_lr.png"),
+            "final_loss": summary["final_loss"], "steps": summary["steps"]}
 
 
 def claim_output_dir(out_dir: Path, config) -> None:
@@ -52,7 +78,7 @@ def claim_output_dir(out_dir: Path, config) -> None:
         raise FileExistsError(f"{out_dir} is not empty and holds no nofrog training run (no {RUN_CONFIG_FILE} that "
                               "nofrog wrote); choose another --out")
     if ours is not None and ours != wanted:
-        if has_checkpoint(out_dir):
+        if has_progress(out_dir):
             raise FileExistsError(f"{out_dir} holds an unfinished run with another config ({started}); "
                                   "rerun with that config to resume it, or choose another --out")
         log.warning("%s holds a run that stopped before its first checkpoint; starting over in it", out_dir)
@@ -89,8 +115,13 @@ def run_training(config, out_dir: Path, hooks=()) -> dict:
     started = time.time()
     base = models.resolve_model(config.model)
     check_controls(config, base)  # bad controls fail here, before any worker starts
+    check_writable_dir(out_dir)  # and a read-only --out, not after the training
     claim_output_dir(out_dir, config)
-    if config.compute.num_workers > 0:
+    summary = exported_summary(out_dir)
+    if summary is not None:
+        log.info("%s holds the exported model of a run stopped before its metadata; finishing it", out_dir)
+        data = load_training_data(config, base, models.load_tokenizer(base, config.model))
+    elif config.compute.num_workers > 0:
         from .ray_runner import train_with_ray
 
         # The driver reads the data too: bad rows fail before Ray starts, and metadata records them.
@@ -120,6 +151,4 @@ def run_training(config, out_dir: Path, hooks=()) -> dict:
         "wall_seconds": round(time.time() - started, 2),
     }
     write_json(out_dir / "metadata.json", metadata)
-    return {"model_dir": str(out_dir / "model"), "history": str(history),
-            "metadata": str(out_dir / "metadata.json"), "loss_lr_png": str(out_dir / "loss_lr.png"),
-            "final_loss": summary["final_loss"], "steps": summary["steps"]}
+    return training_result(out_dir, summary)

@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 
 from ...losses import TargetLogprobs
+from ...trunk import Trunk
 
 # The frozen models a term may ask for:
 #   base       the model as the phase starts (the replay KL target)
@@ -31,11 +32,18 @@ FROZEN_MODELS = ("base", "snapshot", "reference")
 
 @dataclass(frozen=True)
 class Rows:
-    """The rows of a batch that one group of terms reads."""
+    """The rows of a batch that one group of terms reads, and, where the bottom of the model does not
+    train, the hidden states entering its first trained layer (`trunk`) with the frozen models whose
+    bottom was checked to be the same (`shared`): those run only their top layers from it."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+    trunk: Trunk | None = None
+    shared: frozenset[str] = frozenset()
+
+    def trunk_for(self, frozen_name: str) -> Trunk | None:
+        return self.trunk if frozen_name in self.shared else None
 
 
 class LossTerm:

@@ -26,7 +26,8 @@ class AnchoredKl(LossTerm):
 
     def target(self, rows, frozen):
         return anchor_logprobs(frozen["snapshot"], frozen["reference"], rows.input_ids, rows.attention_mask,
-                               rows.labels, self.alpha, self.temperature, self.interpolation)
+                               rows.labels, self.alpha, self.temperature, self.interpolation,
+                               rows.trunk_for("snapshot"), rows.trunk_for("reference"))
 
     def __call__(self, nll, kl):
         return kl.sum()

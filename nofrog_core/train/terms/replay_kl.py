@@ -18,7 +18,8 @@ class ReplayKl(LossTerm):
     sets_target = True
 
     def target(self, rows, frozen):
-        return frozen_logprobs(frozen["base"], rows.input_ids, rows.attention_mask, rows.labels)
+        return frozen_logprobs(frozen["base"], rows.input_ids, rows.attention_mask, rows.labels,
+                               trunk=rows.trunk_for("base"))
 
     def __call__(self, nll, kl):
         return kl.sum()
