@@ -63,6 +63,26 @@ def test_a_task_template_cannot_allocate_without_bound(tmp_path, template, why):
     assert time.time() - started < 30  # refused before the work, not after it
 
 
+def routable_ipv4() -> str | None:
+    """An address of this machine that is not loopback, if it has one."""
+    import socket
+
+    import psutil
+
+    return next((a.address for addresses in psutil.net_if_addrs().values() for a in addresses
+                 if a.family == socket.AF_INET and not a.address.startswith("127.")), None)
+
+
+def refuses(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
 def test_the_local_ray_cluster_listens_on_loopback_only():
     import os
 
@@ -76,6 +96,11 @@ def test_the_local_ray_cluster_listens_on_loopback_only():
     with ListenerWatch() as watch, local_cluster(1):
         assert ray.get(ray.remote(lambda: os.getpid()).remote()) != os.getpid()  # a worker ran
         watch.sample()
+        # gRPC binds 127.0.0.1 as "::ffff:127.0.0.1" on a dual-stack socket: loopback all the same, and
+        # the proof is behaviour: through this machine's routable address, every port refuses.
+        routable = routable_ipv4()
+        if routable:
+            assert all(refuses(routable, port) for _, port, _ in watch.seen), watch.seen
     names = {name for _, _, name in watch.seen}
     assert {"gcs_server", "raylet"} <= names, watch.seen  # the cluster's servers were seen listening,
     assert not watch.outside_loopback()  # each on 127.0.0.1 only (Ray's default was every interface)
