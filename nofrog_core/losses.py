@@ -67,16 +67,29 @@ def _logits(hidden, weight, softcap):
 
 def _chunk_losses(hidden, weight, targets, softcap, temperature, target_logprobs=None, start=0, end=0):
     logits = _logits(hidden, weight, softcap)
-    nll = F.cross_entropy(logits, targets, reduction="none")
     if target_logprobs is None:
+        nll = F.cross_entropy(logits, targets, reduction="none")
         return nll, torch.zeros_like(nll)
     # The target is computed here, inside the checkpointed function, and again in the backward pass:
     # kept from the forward pass, every chunk's [chunk, vocabulary] target would stay alive until
     # backward (~1 MiB per token for Gemma's 262k words), so memory would grow with the replay tokens.
+    # Every pass over the vocabulary that autograd records costs twice (262k x 4 bytes a token each
+    # way). The gradient of KL(p || q) needs only the cross term -sum p log q; its value is computed
+    # apart, without a gradient, in the form that does not cancel (two ~log V terms for a KL near 0
+    # would lose the value to float32 rounding). At temperature 1 the NLL is read off the same
+    # log-softmax.
     with torch.no_grad():
         target = target_logprobs(start, end)
+        probs = target.exp()
     logprobs = F.log_softmax(logits / temperature, dim=-1)
-    kl = (target.exp() * (target - logprobs)).sum(-1) * temperature**2
+    if temperature == 1.0:
+        nll = -logprobs.gather(1, targets[:, None]).squeeze(1)
+    else:
+        nll = F.cross_entropy(logits, targets, reduction="none")
+    cross = -(probs * logprobs).sum(-1)
+    with torch.no_grad():
+        value = (probs * (target - logprobs)).sum(-1)
+    kl = (value + cross - cross.detach()) * temperature**2  # the value of KL, the gradient of the cross term
     return nll, kl
 
 
