@@ -13,7 +13,6 @@ import typer
 from nofrog_core.cli import ConfigOption, SetOption, _config, app, console, print_report, user_errors
 from nofrog_core.cli import main as library_main
 from nofrog_core.outputs import check_writable_dir
-from nofrog_core.tracking import check_reachable, tracking_uri
 
 
 @app.command()
@@ -25,6 +24,8 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption,
     Rerun after an interruption (Ctrl-C, a crash, a killed machine), the same command resumes the
     unfinished run of the same config and data: training from its last checkpoint, the base's
     evaluation reused, the later stages redone; it registers once."""
+    from nofrog_core.tracking import check_reachable, tracking_uri
+
     with user_errors():
         cfg = _config(config, overrides)  # validate before Prefect starts
         cfg.check_evaluable()

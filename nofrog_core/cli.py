@@ -19,10 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .config import ConfigError, NofrogConfig, dump_config, load_config
-from .data import DataError
-from .models import ModelError
-from .replay.stage import ReplayError, run_replay
-from .train.controls import ControlError
+from .errors import ControlError, DataError, ModelError, ReplayError
 
 app = typer.Typer(
     help="nofrog: fine-tune a language model on new data without forgetting what it knew.",
@@ -100,6 +97,8 @@ def replay(
     overrides: list[str] = SetOption,
 ) -> None:
     """Sample the base model from BOS alone (context-free replay data)."""
+    from .replay.stage import run_replay
+
     with user_errors():
         meta = run_replay(_config(config, overrides), out)
     state = "reused existing" if meta["reused"] else "generated"

@@ -28,6 +28,7 @@ import torch
 
 from .config import is_hub_dataset_id
 from .demo_data import write_demo_task
+from .errors import DataError
 from .hashing import file_sha256, files_sha256, json_sha256
 from .hub import hub_unreachable
 from .textfiles import read_text_file
@@ -38,10 +39,6 @@ IGNORE_INDEX = -100  # label value the loss skips (PyTorch's CE default)
 
 # Keys match config.DATA_SUFFIXES, which decides what counts as a local file.
 BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class DataError(ValueError):
-    """Data that cannot be used; the message names the file, row and field."""
 
 
 @dataclass

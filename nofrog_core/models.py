@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .config import BUNDLED_MODEL, ModelConfig
+from .errors import ModelError
 from .hashing import file_sha256, files_sha256
 from .hub import hub_unreachable
 
@@ -47,10 +48,6 @@ class ModelRef:
 class BosChoice:
     token_id: int | None
     source: str  # "tokenizer", "config" (model.bos_token_id) or "eos"
-
-
-class ModelError(ValueError):
-    """A model source that cannot be resolved or loaded; the message says which."""
 
 
 def directory_hash(directory: Path) -> str:

@@ -3,6 +3,7 @@
 import json
 
 import mlflow
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -91,3 +92,16 @@ def test_serve_without_a_prefect_server_exits_saying_how_to_start_one(monkeypatc
         result = invoke("serve", "--cron", "0 2 * * *")
     assert result.exit_code == 2
     assert "needs a Prefect server" in result.output and "prefect server start" in result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["train", "--help"]])
+def test_help_answers_without_importing_torch_mlflow_or_prefect(args):
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.argv = ['nofrog', *sys.argv[1:]]\nfrom nofrog_flows.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert "Usage" in result.stdout, result.stdout + result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout[-500:]

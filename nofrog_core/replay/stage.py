@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import models
+from ..errors import ReplayError
 from ..hashing import json_sha256
 from ..outputs import check_writable_dir, reusable_metadata
 from . import hf_backend, vllm_backend
@@ -26,10 +27,6 @@ from . import hf_backend, vllm_backend
 log = logging.getLogger(__name__)
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens")
-
-
-class ReplayError(ValueError):
-    """A replay request that cannot be served; the message says why."""
 
 
 def request_key(base_model_hash: str, backend: str, replay_config) -> dict:

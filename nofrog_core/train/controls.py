@@ -11,11 +11,9 @@ import re
 
 import torch
 
+from ..errors import ControlError
+
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
-
-
-class ControlError(ValueError):
-    """A control that does not fit the model; the message names the config key."""
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
