@@ -60,6 +60,17 @@ def config_show(config: Optional[Path] = ConfigOption, overrides: list[str] = Se
         print(dump_config(_config(config, overrides)), end="")
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (every key, type, default, meaning) as markdown.
+
+    Example: nofrog config reference > docs/configuration.md
+    """
+    from .config_reference import config_reference as reference
+
+    print(reference(), end="")
+
+
 @app.command("demo-data")
 def demo_data(
     out: Path = typer.Option(..., "--out", help="Directory to write train.jsonl, heldout.jsonl, metadata.json."),

@@ -51,13 +51,15 @@ class ModelConfig(Section):
         description="'gemma-3-270m' (bundled), a local HF directory, a .gguf file, or a Hub id",
     )
     gguf_file: str | None = Field(None, description="GGUF file name inside name_or_path, if it is a directory")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="dtype the model is loaded in to evaluate and sample (training keeps fp32 weights)")
     trust_remote_code: bool = Field(False, description="run model code shipped with a checkpoint (unsafe)")
     bos_token_id: int | None = Field(None, ge=0, description="used when the tokenizer defines no BOS token")
     start_from: Literal["base", "champion"] = Field(
         "base", description="champion = fine-tune the registry's current champion (forgetting still vs the base)"
     )
-    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+        description="where converted and downloaded base models are cached")
 
 
 class DataConfig(Section):
@@ -66,14 +68,16 @@ class DataConfig(Section):
         "dataset id; empty = built-in demo task"
     )
     eval_file: str | None = Field(None, description="held-out rows; empty = validation split (or demo held-out)")
-    format: Literal["auto", "prompt_completion", "messages", "text"] = "auto"
+    format: Literal["auto", "prompt_completion", "messages", "text"] = Field(
+        "auto", description="row shape of the data files; auto = detected from the first row")
     on_invalid_row: Literal["error", "drop"] = Field("error", description="drop = skip bad rows, counted in the report")
     max_drop_fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="with drop: refuse data that lost more than this fraction of its rows"
     )
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="rows held back from training")
-    max_length: int = Field(256, ge=8)
-    seed: int = 0
+    max_length: int = Field(256, ge=8,
+        description="tokens per training row (prompt + completion); longer rows are truncated and counted")
+    seed: int = Field(0, description="seed of the demo task's generation and the train/validation split")
     demo_people: int = Field(120, ge=1, description="size of the built-in task: 3 training rows per unit")
     builtin_task: str = Field(
         "people", description="the built-in task trained when data.path is empty: people (facts about fictitious "
@@ -130,15 +134,18 @@ class ReplayConfig(Section):
     """Context-free replay: how the samples are generated (`nofrog replay`), and in `mix`, how
     training uses them."""
 
-    backend: Literal["auto", "vllm", "hf"] = "auto"
-    num_samples: int = Field(256, ge=1)
-    max_new_tokens: int = Field(96, ge=1)
-    min_new_tokens: int = Field(1, ge=0)
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
-    seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    backend: Literal["auto", "vllm", "hf"] = Field(
+        "auto", description="engine that samples the base: vllm, hf (transformers), or auto (vllm where it runs)")
+    num_samples: int = Field(256, ge=1,
+        description="context-free samples drawn for training (more are drawn and held out for the replay KL estimate)")
+    max_new_tokens: int = Field(96, ge=1, description="longest sample, in tokens")
+    min_new_tokens: int = Field(1, ge=0, description="shortest sample, in tokens")
+    temperature: float = Field(1.0, ge=0.0,
+        description="sampling temperature (1 = the base model's own distribution, what the KL estimate needs)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass (1 = off)")
+    top_k: int | None = Field(None, ge=1, description="sample only from the k most likely tokens; empty = off")
+    seed: int = Field(0, description="sampling seed")
+    batch_size: int = Field(16, ge=1, description="prompts per generation batch (hf backend)")
     heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="extra samples kept out of training")
     vllm_dtype: Literal["model", "float32", "bfloat16", "float16"] = Field(
         "bfloat16", description="dtype of the vLLM engine's weights and matmuls; model = model.dtype. bf16 samples "
@@ -152,12 +159,13 @@ class ReplayConfig(Section):
 
 
 class LoraConfig(Section):
-    enabled: bool = False
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0.0)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    enabled: bool = Field(False, description="train LoRA adapters instead of the weights themselves")
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0.0, description="LoRA scaling alpha (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the LoRA path")
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names the adapters wrap (in the trained layers only)",
     )
 
 
@@ -165,13 +173,15 @@ class OsfConfig(Section):
     """PEFT's Orthogonal Subspace Fine-tuning: each targeted weight keeps its top singular directions
     frozen and learns only in the orthogonal complement (the gradient is projected onto it)."""
 
-    enabled: bool = False
+    enabled: bool = Field(
+        False, description="train with OSF (orthogonal subspace fine-tuning) instead of the weights themselves")
     effective_rank: float = Field(
         0.5, gt=0.0, description="singular directions kept frozen: a fraction (<= 1) of each weight's smaller "
         "dimension, or a count (> 1)"
     )
     target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names the adapters wrap (in the trained layers only)",
     )
 
 
@@ -179,8 +189,9 @@ class AnchoredConfig(Section):
     """Anchored Learning (methods.md section 3), used when train.objective = anchored."""
 
     alpha: float = Field(0.5, gt=0.0, lt=1.0, description="weight of the SFT reference in the anchor")
-    temperature: float = Field(1.0, gt=0.0)
-    interpolation: Literal["logit", "prob"] = "logit"
+    temperature: float = Field(1.0, gt=0.0, description="softmax temperature of the anchor and the student in the KL")
+    interpolation: Literal["logit", "prob"] = Field(
+        "logit", description="how the anchor mixes snapshot and reference: logit (logits) or prob (probabilities)")
     snapshot_every_epochs: float = Field(5.0, gt=0.0, description="K: inner epochs between student snapshots")
     outer_iterations: int = Field(5, ge=1, description="T: snapshots taken over the student phase")
 
@@ -205,16 +216,18 @@ class TrainConfig(Section):
         "sft", description="sft = completion cross-entropy; anchored = Anchored Learning (SFT reference, then KL)"
     )
     anchored: AnchoredConfig = Field(default_factory=AnchoredConfig)
-    schedule: Literal["finch", "constant", "cosine"] = "finch"
+    schedule: Literal["finch", "constant", "cosine"] = Field(
+        "finch", description="learning-rate schedule: finch (loss-adaptive), constant, or cosine")
     finch: FinchConfig = Field(default_factory=FinchConfig)
     lr: float = Field(2e-5, gt=0.0, description="the LR of schedule constant, the peak LR of cosine (FINCH: train.finch)")
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear warm-up (constant, cosine)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    epochs: float = Field(3.0, gt=0.0)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    weight_decay: float = Field(0.0, ge=0.0)
-    grad_clip: float | None = Field(1.0, gt=0.0)
+    epochs: float = Field(3.0, gt=0.0,
+        description="passes over the task rows (train.max_steps, when set, stops earlier)")
+    batch_size: int = Field(8, ge=1, description="rows per micro-batch per worker, task and replay rows together")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated into one optimizer step")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="gradient-norm clipping; empty = off")
     loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the output projection + CE")
     collate_together: bool = Field(
         False, description="pad task and replay rows to one length (the old behaviour, for benchmarks); false = "
@@ -228,7 +241,7 @@ class TrainConfig(Section):
         True, description="where the embedding and bottom layers do not train, compute them once per batch for "
         "the model and the frozen base (same result, faster); false = every model runs its whole forward"
     )
-    seed: int = 0
+    seed: int = Field(0, description="seed of the weights' noise, data order and dropout")
     llrd: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise LR decay per layer below the top; 1 = off")
     freeze_bottom: float = Field(
         0, ge=0, description="freeze the bottom layers: a count (>= 1) or a fraction of the layers (< 1)"
@@ -246,7 +259,7 @@ class TrainConfig(Section):
         default_factory=dict, description="more registered loss terms (nofrog_core/train/terms/) and their weights"
     )
     checkpoint_every: int = Field(100, ge=0, description="optimizer steps between checkpoints; 0 = none")
-    checkpoints_to_keep: int = Field(1, ge=1)
+    checkpoints_to_keep: int = Field(1, ge=1, description="checkpoints kept on disk (the newest ones)")
     monitor_every: int = Field(0, ge=0, description="steps between forgetting-probe scores; 0 = off")
     monitor_samples: int = Field(32, ge=1, description="sequences per probe (held-out replay, general text)")
     monitor_max_drop: float = Field(
@@ -318,8 +331,9 @@ class EvalConfig(Section):
     bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
-    batch_size: int = Field(8, ge=1)
-    max_length: int = Field(512, ge=8)
+    batch_size: int = Field(8, ge=1, description="rows per scoring batch")
+    max_length: int = Field(512, ge=8,
+        description="longest scored sequence in tokens; longer requests are cut from the left")
 
     @field_validator("forgetting_tasks", "gain_tasks", "tasks")
     @classmethod
@@ -371,7 +385,8 @@ class GateConfig(Section):
         False, description="pass although a forgetting task could not be scored (excluded); false = reject, naming it"
     )
     min_task_gain: float = Field(0.0, description="smallest allowed task gain, in the gain task's metric")
-    alias: str = Field("champion", min_length=1)
+    alias: str = Field("champion", min_length=1,
+        description="registry alias that marks the promoted version; it moves only when the gate passes")
     require_beat_champion: bool = Field(
         False, description="also require a task score above the current champion's (evaluates the champion)"
     )
@@ -399,15 +414,16 @@ class GateConfig(Section):
 
 class TrackingConfig(Section):
     uri: str | None = Field(None, description="MLflow tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    experiment: str = Field("nofrog", min_length=1)
-    registered_model: str = Field("nofrog-candidate", min_length=1)
+    experiment: str = Field("nofrog", min_length=1, description="MLflow experiment of the runs")
+    registered_model: str = Field("nofrog-candidate", min_length=1,
+        description="MLflow registered model every candidate becomes a version of")
     output_dir: Path = Field(Path("runs"), description="where run directories (checkpoints, eval JSON) go")
 
 
 class ComputeConfig(Section):
     num_workers: int = Field(0, ge=0, description="Ray Train workers; 0 = train in this process")
-    use_gpu: bool = False
-    cpus_per_worker: int = Field(1, ge=1)
+    use_gpu: bool = Field(False, description="train on GPUs (nccl between workers; vLLM and evaluation on CUDA)")
+    cpus_per_worker: int = Field(1, ge=1, description="CPUs per Ray Train worker")
     torch_threads: int | None = Field(None, ge=1, description="torch threads in this process / per Ray worker")
     ray_address: str | None = Field(
         default_factory=lambda: os.environ.get("RAY_ADDRESS") or None,
