@@ -186,7 +186,7 @@ class OsfConfig(Section):
 
 
 class AnchoredConfig(Section):
-    """Anchored Learning (methods.md section 3), used when train.objective = anchored."""
+    """Anchored Learning (docs/methods.md section 3), used when train.objective = anchored."""
 
     alpha: float = Field(0.5, gt=0.0, lt=1.0, description="weight of the SFT reference in the anchor")
     temperature: float = Field(1.0, gt=0.0, description="softmax temperature of the anchor and the student in the KL")
@@ -197,7 +197,7 @@ class AnchoredConfig(Section):
 
 
 class FinchConfig(Section):
-    """FINCH's loss-adaptive LR (methods.md section 1), used when train.schedule = finch."""
+    """FINCH's loss-adaptive LR (docs/methods.md section 1), used when train.schedule = finch."""
 
     base_lr: float = Field(2e-5, gt=0.0, description="eta_t = min(base_lr / sqrt(ema_t), lr_max)")
     lr_max: float = Field(5e-5, gt=0.0, description="cap on the learning rate")

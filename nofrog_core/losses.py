@@ -163,7 +163,7 @@ def token_kl_to_reference(
 def anchor_logprobs(snapshot, reference, input_ids, attention_mask, labels, alpha: float, temperature: float,
                     interpolation: str, snapshot_trunk: Trunk | None = None,
                     reference_trunk: Trunk | None = None) -> TargetLogprobs:
-    """Anchored Learning's moving anchor q (methods.md section 3) on the labelled positions.
+    """Anchored Learning's moving anchor q (docs/methods.md section 3) on the labelled positions.
 
     logit: q = softmax(((1 - alpha) z_snap + alpha z_sft) / T)
     prob:  q = (1 - alpha) softmax(z_snap / T) + alpha softmax(z_sft / T)

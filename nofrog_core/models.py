@@ -225,7 +225,7 @@ def resolve_bos(tokenizer, configured_bos_token_id: int | None = None,
     """The token every sequence starts with. Gemma degenerates without it.
 
     Tokenizers without BOS (Qwen2) fall back to nofrog's `model.bos_token_id`, then to the
-    model's own config.json `bos_token_id` (methods.md), then to EOS.
+    model's own config.json `bos_token_id` (docs/methods.md section 2), then to EOS.
     """
     if tokenizer.bos_token_id is not None:
         return BosChoice(tokenizer.bos_token_id, "tokenizer")

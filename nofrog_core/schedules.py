@@ -9,7 +9,7 @@ Every schedule has one protocol:
 
 Schedules are registered by name; `build_schedule` makes one from plain values. A
 schedule with ``needs_initial_loss`` starts from the base model's mean training loss.
-See ../shared/methods.md section 1 for FINCH.
+See docs/methods.md section 1 for FINCH.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Anchored Learning (methods.md section 3) on the tiny model."""
+"""Anchored Learning (docs/methods.md section 3) on the tiny model."""
 
 import json
 import math

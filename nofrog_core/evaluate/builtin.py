@@ -175,7 +175,7 @@ def cached_base_nll(replay_dir: Path, base_hash: str, count: int) -> list[float]
 @register_builtin("replay_kl", "replay_kl")
 def replay_kl(ctx: EvalContext) -> tuple[dict, dict]:
     """Mean per-token log p_base(x) - log p_model(x) over held-out context-free samples of the base
-    model: an unbiased estimate of KL(p_base || p_model) per token (methods.md section 2).
+    model: an unbiased estimate of KL(p_base || p_model) per token (docs/methods.md section 2).
 
     The base model's per-sample NLLs of every held-out sample are kept in the replay directory,
     keyed by the base model's hash, so the base is scored once. Only the base itself (same hash)

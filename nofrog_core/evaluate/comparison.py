@@ -1,6 +1,6 @@
 """Comparing fine-tuning methods on one model, task, step budget and seed.
 
-Definitions (methods.md section 5), against the plain-SFT baseline run:
+Definitions (docs/methods.md section 5), against the plain-SFT baseline run:
 
     forgetting_reduction = 1 - forgetting(method) / forgetting(SFT)
     gain_ratio           = task_gain(method) / task_gain(SFT)

@@ -1,6 +1,6 @@
 """The forgetting report: before vs after on the same items, with paired intervals.
 
-Definitions (methods.md section 5):
+Definitions (docs/methods.md section 5):
 
 - Each task declares its metric and direction (`task_info` in the results) and a role:
   `forgetting` (an old capability), `gain` (the new task) or `extra` (reported only).

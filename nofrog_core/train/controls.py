@@ -1,4 +1,4 @@
-"""Practitioner controls against forgetting (methods.md section 4): LoRA, layer
+"""Practitioner controls against forgetting (docs/methods.md section 4): LoRA, layer
 freezing and layer-wise LR decay, applied to a loaded HF causal LM.
 
 Layers are numbered from the bottom (0, next to the embeddings) to the top.

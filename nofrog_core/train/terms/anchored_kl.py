@@ -1,7 +1,7 @@
 """Anchored Learning's task term: KL(anchor || student) on the completion tokens, no CE.
 
 The anchor mixes the student's periodic snapshot with the stage-1 SFT reference
-(methods.md section 3); the loop refreshes the snapshot every K epochs.
+(docs/methods.md section 3); the loop refreshes the snapshot every K epochs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Replay NLL: the cross-entropy of context-free samples of the base model, on all their tokens.
 
-In expectation over the samples this is KL(base || model) plus a constant (methods.md section 2).
+In expectation over the samples this is KL(base || model) plus a constant (docs/methods.md section 2).
 """
 
 from __future__ import annotations
