@@ -21,8 +21,8 @@ SFT, FINCH and the best run (if another) get a second seed.
 Budget (chosen so the whole benchmark fits 90 minutes on 2 CPU cores; measured:
 70 min): 16 people (48 training rows), 18 optimizer steps of 8 rows (3 epochs of
 the task-only arms), 64 replay samples (+16 held out) of up to 64 tokens per
-temperature. An SFT step takes ~5-6 s here and scoring one model ~70 s. Results: bench/results/forgetting.{json,md},
-bench/results/forgetting_pareto.png, and one MLflow run per arm in the experiment
+temperature. An SFT step takes ~5-6 s here and scoring one model ~70 s. Results: bench/results/methods/forgetting.{json,md},
+bench/results/methods/forgetting_pareto.png, and one MLflow run per arm in the experiment
 `nofrog-forgetting-bench` (sqlite:///mlflow.db unless $MLFLOW_TRACKING_URI).
 Finished arms are reused on a rerun (delete --work to start over); `--resume-from FILE` also
 counts the arms of an earlier results file as finished, on a machine without its work directory.
@@ -59,7 +59,7 @@ from nofrog_core.replay.stage import run_replay  # noqa: E402
 from nofrog_core.train.stage import run_training  # noqa: E402
 
 CONFIG = ROOT / "configs" / "default.yaml"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "bench" / "results" / "methods"  # the current method comparison
 WORK = ROOT / "bench" / "work"
 EXPERIMENT = "nofrog-forgetting-bench"
 UNBIASED_TEMPERATURE = 1.0  # the replay set the replay KL is always measured on

@@ -22,7 +22,7 @@ def test_every_key_has_a_meaning():
 
 
 def test_relative_links_in_the_readme_and_docs_exist():
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [ROOT / "README.md", ROOT / "bench" / "results" / "INDEX.md", *sorted((ROOT / "docs").glob("*.md"))]
     missing = []
     for page in pages:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
@@ -31,3 +31,17 @@ def test_relative_links_in_the_readme_and_docs_exist():
             if not (page.parent / target).exists():
                 missing.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not missing, missing
+
+
+def test_every_results_file_is_in_the_index_and_described():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_index", ROOT / "bench" / "results_index.py")
+    results_index = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_index)
+    files = results_index.results_files()
+    assert set(files) == set(results_index.ENTRIES), (
+        "describe in bench/results_index.py ENTRIES, then run it: "
+        f"{sorted(set(files) ^ set(results_index.ENTRIES))}")
+    index = (ROOT / "bench" / "results" / "INDEX.md").read_text()
+    assert [f for f in files if f"[{f}]({f})" not in index] == [], "run python bench/results_index.py"
