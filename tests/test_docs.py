@@ -45,3 +45,36 @@ def test_every_results_file_is_in_the_index_and_described():
         f"{sorted(set(files) ^ set(results_index.ENTRIES))}")
     index = (ROOT / "bench" / "results" / "INDEX.md").read_text()
     assert [f for f in files if f"[{f}]({f})" not in index] == [], "run python bench/results_index.py"
+
+
+def schema_keys() -> set[str]:
+    rows = [line for line in config_reference().splitlines() if line.startswith("| `")]
+    return {row.split("`")[1] for row in rows}
+
+
+def test_every_command_in_the_readme_parses():
+    """Each `nofrog ...` the README shows names a real command whose options parse, and each `--set`
+    key it sets is a key of the schema (the data paths in examples are the reader's own)."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from nofrog_flows.cli import app
+
+    text = (ROOT / "README.md").read_text()
+    # Command lines are the indented code lines; commands named in prose are in backticks.
+    commands = [line.strip() for line in text.splitlines() if re.match(r"    (\.venv/bin/)?nofrog \w", line)]
+    commands += [f"nofrog {name}" for name in re.findall(r"`nofrog ([a-z-]+)[ `]", text)]
+    assert len(commands) >= 8, commands
+    keys = schema_keys()
+    for command in commands:
+        args = shlex.split(command)[1:]
+        sub = [a for a in args if not a.startswith("-")][:1]
+        result = CliRunner().invoke(app, [*sub, "--help"])
+        assert result.exit_code == 0, f"{command}: {result.output}"
+        for option, value in zip(args, args[1:]):
+            if option == "--set":
+                key = value.split("=", 1)[0]
+                assert key in keys, f"{command}: {key} is not a config key"
+            elif option.startswith("--") and option not in ("--config", "--cron"):
+                assert option in result.output, f"{command}: {option} is not an option of nofrog {sub[0]}"
