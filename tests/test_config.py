@@ -91,7 +91,8 @@ def test_finch_settings_under_another_schedule_are_not_silently_ignored(caplog):
     assert "train.finch is read by schedule finch only" in caplog.text
 
 
-def test_hub_dataset_ids_pass_but_local_files_must_exist():
+def test_hub_dataset_ids_pass_but_local_files_must_exist(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the suite runs offline (conftest); a user may not
     assert load_config(None, ["data.path=someone/some-dataset"]).data.path == "someone/some-dataset"
     with pytest.raises(ConfigError, match="data.path"):
         load_config(None, ["data.path=someone/missing.jsonl"])
