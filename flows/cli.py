@@ -23,7 +23,10 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption,
 
     Rerun after an interruption (Ctrl-C, a crash, a killed machine), the same command resumes the
     unfinished run of the same config and data: training from its last checkpoint, the base's
-    evaluation reused, the later stages redone; it registers once."""
+    evaluation reused, the later stages redone; it registers once.
+
+    Example: nofrog run --config configs/default.yaml --set data.path=my/train.jsonl
+    """
     from nofrog_core.tracking import check_reachable, tracking_uri
 
     with user_errors():
@@ -40,7 +43,9 @@ def run(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption,
     console.print(f"registered {registered['registered_model']} version {registered['version']}; "
                   f"{registered['alias_move']}", highlight=False)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items()))
-    console.print(f"run directory: {summary['run_dir']}   MLflow run: {summary['mlflow_run_id']}")
+    run_dir = Path(summary["run_dir"])
+    console.print(f"report: {run_dir / 'forgetting.md'} (plot: forgetting.png beside it)", highlight=False)
+    console.print(f"run directory: {run_dir}   MLflow run: {summary['mlflow_run_id']}")
     console.print(f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg.tracking)}  (http://127.0.0.1:5000)")
     console.print("Prefect UI: prefect server start  (http://127.0.0.1:4200; shows this flow run)")
 
@@ -55,6 +60,8 @@ def serve(
     """Serve the retraining flow on a cron schedule from this process (Prefect's flow.serve).
 
     Needs a Prefect server (PREFECT_API_URL); runs until interrupted.
+
+    Example: nofrog serve --cron "0 2 * * *" --config configs/default.yaml --set "data.path=data/incoming/*.jsonl"
     """
     with user_errors():
         _config(config, overrides).check_evaluable()  # validate now, not at 2 a.m.

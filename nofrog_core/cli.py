@@ -55,7 +55,10 @@ def _config(path: Optional[Path], overrides: list[str]) -> NofrogConfig:
 
 @config_app.command("show")
 def config_show(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
-    """Print the resolved config (file + overrides + defaults) as YAML."""
+    """Print the resolved config (file + overrides + defaults) as YAML.
+
+    Example: nofrog config show --config configs/default.yaml --set train.lr=1e-5
+    """
     with user_errors():
         print(dump_config(_config(config, overrides)), end="")
 
@@ -77,7 +80,10 @@ def demo_data(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Write the built-in task (`data.builtin_task`: people, date_format) as JSONL."""
+    """Write the built-in task (`data.builtin_task`: people, date_format) as JSONL.
+
+    Example: nofrog demo-data --out data/demo --set data.builtin_task=date_format
+    """
     from .demo_data import write_demo_task
 
     with user_errors():
@@ -93,7 +99,10 @@ def train(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Fine-tune the base model on the configured data."""
+    """Fine-tune the base model on the configured data (rerun on the same --out after a crash: it resumes).
+
+    Example: nofrog train --config configs/quick.yaml --set data.path=my/train.jsonl --out runs/train-1
+    """
     from .train.stage import run_training
 
     with user_errors():
@@ -107,7 +116,10 @@ def replay(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Sample the base model from BOS alone (context-free replay data)."""
+    """Sample the base model from BOS alone (context-free replay data).
+
+    Example: nofrog replay --config configs/default.yaml --out runs/replay
+    """
     from .replay.stage import run_replay
 
     with user_errors():
@@ -127,7 +139,11 @@ def evaluate(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Score a model on the evaluation tasks; with --baseline, write and print the forgetting report."""
+    """Score a model on the evaluation tasks; with --baseline, write and print the forgetting report.
+
+    Example: nofrog eval --out base.json, then nofrog eval --model runs/train-1/model --baseline base.json
+    --out candidate.json
+    """
     from .evaluate.stage import run_evaluation, run_report
 
     with user_errors():
@@ -164,7 +180,10 @@ def gate(
     config: Optional[Path] = ConfigOption,
     overrides: list[str] = SetOption,
 ) -> None:
-    """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores."""
+    """Re-apply the promotion gate to a finished run: the report is recomputed from its per-item scores.
+
+    Example: nofrog gate --run-id 3f2a... --set gate.max_forgetting=0.02
+    """
     from . import tracking
     from .evaluate.stage import decide_with, report_with
     from .registry import apply_gate, registry_versions_of_run
@@ -201,7 +220,10 @@ def print_report(report: dict) -> None:
 
 @app.command("prepare-model")
 def prepare_model(config: Optional[Path] = ConfigOption, overrides: list[str] = SetOption) -> None:
-    """Resolve the configured base model into a local safetensors directory (converting once)."""
+    """Resolve the configured base model into a local safetensors directory (converting once).
+
+    Example: nofrog prepare-model --set model.name_or_path=/models/my-model.gguf
+    """
     from .models import resolve_model
 
     with user_errors():
