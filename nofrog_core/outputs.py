@@ -45,8 +45,21 @@ def check_writable(path: Path) -> None:
 
 
 def check_writable_dir(out_dir: Path) -> None:
-    """check_writable for an output directory: it exists (created if absent) and takes new files."""
-    check_writable(Path(out_dir) / "metadata.json")
+    """Fails now, naming the directory, when files could not be written into `out_dir` later. Nothing
+    is created: the probe goes into `out_dir`, or into its nearest existing parent when it does not
+    exist yet (a failed stage leaves no empty directory behind)."""
+    out_dir = Path(out_dir)
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {out_dir}: {existing} is a file, not a directory")
+    probe = existing / f".nofrog.{os.getpid()}.write-check"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write {out_dir}: {err.strerror or err} ({existing})") from None
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -58,7 +58,8 @@ def unfinished_runs(output_dir: Path, request: dict) -> list[Path]:
             continue
         if json_sha256(started) == key and not (run_dir / SUMMARY_FILE).exists():
             found.append(run_dir)
-    return sorted(found, key=lambda d: d.name, reverse=True)
+    # Newest first by when each started (its request file's time; two runs may share a name's second).
+    return sorted(found, key=lambda d: ((d / REQUEST_FILE).stat().st_mtime_ns, d.name), reverse=True)
 
 
 @contextlib.contextmanager
