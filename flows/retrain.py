@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from nofrog_core import tracking
 from nofrog_core.config import load_config
 from nofrog_core.data import configured_task_files
+from nofrog_core.evaluate.fit_strategies import NO_FIT
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
 from nofrog_core.gate import GateDecision, excluded_tasks
@@ -155,14 +156,13 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     if champion:
         # Every item the run may read when the fit may compare its mixes with the champion on selection items.
         champion_eval = clock("evaluate_champion", stages.evaluate, config, run_dir / "eval_champion.json",
-                              model=champion["model_dir"], part=None if config.gate.fit != "none" else judged)
+                              model=champion["model_dir"], part=None if config.gate.fit != NO_FIT else judged)
         champion_report = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json")
     decision = stages.gate(report, config, champion_report)
     fitted = None
-    if not decision["passed"] and config.gate.fit == "interpolate":
-        # Fit within the budget: mixes chosen on selection items, the chosen one judged on test items.
-        logger.info("the candidate failed the gate (%s); trying weight interpolations %s", decision["reason"],
-                    config.gate.fit_coefficients)
+    if not decision["passed"] and config.gate.fit != NO_FIT:
+        # Fit within the budget (a registered strategy): chosen on selection items, judged on test items.
+        logger.info("the candidate failed the gate (%s); trying gate.fit %s", decision["reason"], config.gate.fit)
         fitted = clock("fit", stages.fit_within_budget, config, base["path"], train["model_dir"], before,
                        run_dir / "fit", champion_eval if config.gate.require_beat_champion else None)
         train, after, report, decision = adopt_fit(fitted, run_dir, train, after, report, decision)

@@ -212,6 +212,43 @@ def gate(
         console.print(f"registered {version.name} version {version.version}: tags updated, {moved}", highlight=False)
 
 
+@app.command()
+def fit(
+    candidate: Path = typer.Option(..., "--candidate", help="The fine-tuned model directory that failed the gate."),
+    baseline: Path = typer.Option(..., "--baseline", help="Results JSON of the base model (every item scored)."),
+    out: Path = typer.Option(..., "--out", help="Directory for fit.json, fit.png, the mixes' evaluations and the "
+                             "chosen model."),
+    config: Optional[Path] = ConfigOption,
+    overrides: list[str] = SetOption,
+) -> None:
+    """Rerun the fit alone: the `gate.fit` strategy (interpolate when none is set) on a candidate.
+
+    Example: nofrog fit --config configs/default.yaml --candidate runs/R/train/model
+    --baseline runs/R/eval_base.json --out runs/R/fit-again
+    """
+    from .evaluate.fit_strategies import FIT_STRATEGIES, NO_FIT
+    from .models import resolve_model
+
+    with user_errors():
+        cfg = _config(config, overrides)
+        strategy = cfg.gate.fit if cfg.gate.fit != NO_FIT else "interpolate"
+        cfg = cfg.with_values({"gate.fit": strategy})  # the items are split as in a run that fits
+        before = read_results(baseline, "--baseline")
+        if not candidate.is_dir():
+            raise FileNotFoundError(f"--candidate {candidate} is not a model directory")
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"--out {out} is not empty; choose another (results are never overwritten)")
+        result = FIT_STRATEGIES[strategy](cfg, resolve_model(cfg.model).path, candidate, before, out)
+    chosen, confirmed = result["chosen"], result["confirmed"]
+    if chosen is None:
+        console.print(f"fit {strategy}: no mix passed on selection items; see {result['fit_json']}")
+    else:
+        verdict = "passed" if confirmed["passed"] else "rejected"
+        console.print(f"fit {strategy}: chose alpha {chosen['alpha']} on selection items; on {confirmed['items']} "
+                      f"items the gate {verdict}: {confirmed['reason']}", highlight=False)
+        console.print(f"model: {chosen['model_dir']}   report: {confirmed['report']}", highlight=False)
+
+
 def print_report(report: dict) -> None:
     from .evaluate.report import render_markdown
 

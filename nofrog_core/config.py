@@ -87,10 +87,10 @@ class DataConfig(Section):
     @field_validator("builtin_task")
     @classmethod
     def _registered_task(cls, value: str) -> str:
-        from .demo_data import BUILTIN_TASKS
+        from .demo_data import TRAINING_TASKS
 
-        if value not in BUILTIN_TASKS:
-            raise ValueError(f"unknown built-in task {value!r}; built in: {', '.join(BUILTIN_TASKS)}")
+        if value not in TRAINING_TASKS:
+            raise ValueError(f"unknown built-in task {value!r}; built in: {', '.join(TRAINING_TASKS)}")
         return value
 
     @field_validator("path", "eval_file")
@@ -390,9 +390,9 @@ class GateConfig(Section):
     require_beat_champion: bool = Field(
         False, description="also require a task score above the current champion's (evaluates the champion)"
     )
-    fit: Literal["none", "interpolate"] = Field(
-        "none", description="interpolate = when the candidate forgets too much, score base/candidate weight "
-        "interpolations (WiSE-FT) and register the passing one with the largest gain"
+    fit: str = Field(
+        "none", description="what to try when the candidate fails: none, or a registered fit strategy; interpolate = "
+        "score base/candidate weight interpolations (WiSE-FT) and register the passing one with the largest gain"
     )
     fit_coefficients: list[float] = Field(
         default_factory=lambda: [0.75, 0.5, 0.25],
@@ -402,6 +402,15 @@ class GateConfig(Section):
         2, ge=0, description="after the coefficients: bisections between the largest passing and the smallest "
         "failing alpha (one evaluation each)"
     )
+
+    @field_validator("fit")
+    @classmethod
+    def _known_fit(cls, value: str) -> str:
+        from .evaluate.fit_strategies import FIT_STRATEGIES, NO_FIT
+
+        if value != NO_FIT and value not in FIT_STRATEGIES:
+            raise ValueError(f"unknown fit strategy {value!r}; expected {NO_FIT} or one of {sorted(FIT_STRATEGIES)}")
+        return value
 
     @field_validator("fit_coefficients")
     @classmethod

@@ -20,9 +20,9 @@ import random
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .outputs import check_writable_dir, reusable_metadata, write_json, write_text
+from .registries import Registry
 
 FIRST_NAMES = [
     "Maren", "Tobiah", "Elsqueth", "Corvin", "Ysolde", "Bramwell", "Liesl", "Oriel", "Thaddeus", "Wenna",
@@ -79,22 +79,22 @@ def _qa(question: str, answer: str) -> dict[str, str]:
 
 
 Rows = tuple[list[dict], list[dict]]
-BUILTIN_TASKS: dict[str, Callable[[int, int], Rows]] = {}
+TRAINING_TASKS: Registry = Registry("built-in training task")
 
 
 def register_builtin_task(name: str):
     """Register `make(count, seed) -> (train rows, held-out rows)` as a built-in task."""
     def register(make):
-        BUILTIN_TASKS[name] = make
+        TRAINING_TASKS[name] = make
         return make
     return register
 
 
 def make_demo_task(count: int, seed: int = 0, task: str = "people") -> Rows:
     """(train rows, held-out rows) of the built-in task `task`, 3 rows per `count`."""
-    if task not in BUILTIN_TASKS:
-        raise ValueError(f"data.builtin_task: unknown task {task!r}; built in: {', '.join(BUILTIN_TASKS)}")
-    return BUILTIN_TASKS[task](count, seed)
+    if task not in TRAINING_TASKS:
+        raise ValueError(f"data.builtin_task: unknown task {task!r}; built in: {', '.join(TRAINING_TASKS)}")
+    return TRAINING_TASKS[task](count, seed)
 
 
 @register_builtin_task("people")

@@ -97,3 +97,9 @@ def excluded_tasks(report: dict) -> list[str]:
 DECISION_KEYS = {"max_forgetting", "min_task_gain", "decide_on", "max_task_drop", "max_significant_task_drop",
                  "allow_excluded", "require_beat_champion"}
 
+
+
+
+def decision_settings(values: dict) -> dict:
+    """The settings `decide` takes, from a `gate:` section as plain values (its `model_dump()`)."""
+    return {key: values[key] for key in DECISION_KEYS}

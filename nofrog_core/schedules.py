@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-SCHEDULES: dict[str, type] = {}
+from .registries import Registry
+
+SCHEDULES: Registry = Registry("LR schedule")
 
 
 def register_schedule(name: str):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from nofrog_core import models, registry, tracking
 from nofrog_core.data import configured_task_files
-from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_fit, run_report
+from nofrog_core.evaluate.fit_strategies import FIT_STRATEGIES
+from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_report
 from nofrog_core.evaluate.runner import tasks_content_hash
 from nofrog_core.hashing import json_sha256
 from nofrog_core.replay.stage import request_key, run_replay
@@ -138,5 +139,6 @@ def gate(report: dict, config, champion_report: dict | None = None) -> dict:
 @json_task(name="fit-within-budget")
 def fit_within_budget(config, base_dir: str, candidate_dir: str, before: dict, out_dir: Path,
                       champion_eval: dict | None = None) -> dict:
-    """gate.fit=interpolate: mixes chosen on selection items, the chosen one judged on test items."""
-    return run_fit(config, Path(base_dir), Path(candidate_dir), before, out_dir, champion_eval)
+    """The `gate.fit` strategy: models chosen on selection items, the chosen one judged on test items."""
+    return FIT_STRATEGIES[config.gate.fit](config, Path(base_dir), Path(candidate_dir), before, out_dir,
+                                           champion_eval)

@@ -30,6 +30,7 @@ from typing import Callable
 from .. import splits
 from ..corpus import document_windows, text_documents
 from ..data import IGNORE_INDEX, Example, load_replay_examples
+from ..registries import Registry
 from . import metrics as metric_registry
 from .generation import greedy_continuations
 from ..scoring import sequence_nll
@@ -71,7 +72,7 @@ class BuiltinTask:
     run: Callable[[EvalContext], tuple[dict, dict]]  # -> (metrics, per-item samples)
 
 
-BUILTIN_TASKS: dict[str, BuiltinTask] = {}
+BUILTIN_TASKS: Registry = Registry("built-in evaluation task")
 
 
 def register_builtin(name: str, metric: str):

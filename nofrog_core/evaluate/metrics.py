@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..registries import Registry
+
 Items = dict[str, np.ndarray]
 
 
@@ -32,7 +34,7 @@ class Metric:
     compute: Callable[[Items], np.ndarray]
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry = Registry("metric")
 
 
 def register_metric(name: str, higher_is_better: bool, binary: bool = False):

@@ -23,6 +23,7 @@ from .. import models, splits
 from ..data import load_examples, split_train_validation, configured_task_files
 from ..outputs import write_json
 from . import builtin, harness, yaml_tasks
+from .fit_strategies import NO_FIT
 from .metrics import METRICS, default_higher_is_better
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "data_files" / "suites"
@@ -65,7 +66,7 @@ def chooses_on_items(config) -> bool:
     """Whether this run picks among candidates by their scores (the fit, a monitor that stops early,
     or `eval.split: always`): then every task's items are split into selection and test."""
     tc = config.train
-    return (config.eval.split == "always" or config.gate.fit != "none"
+    return (config.eval.split == "always" or config.gate.fit != NO_FIT
             or (tc.monitor_every > 0 and tc.monitor_early_stop))
 
 

@@ -46,9 +46,9 @@ def scored_part(judge_items: str, part: str | None) -> str:
 def decide_with(report: dict, gate_config, gain_over_champion: float | None = None):
     """The gate rule (`gate.decide`, plain values) with the `gate:` section's settings: the one way
     the pipeline, the fit, the benchmark and the CLI gate decide."""
-    from ..gate import DECISION_KEYS, decide
+    from ..gate import decide, decision_settings
 
-    return decide(report, **gate_config.model_dump(include=DECISION_KEYS), gain_over_champion=gain_over_champion)
+    return decide(report, **decision_settings(gate_config.model_dump()), gain_over_champion=gain_over_champion)
 
 
 def report_with(config, before: dict, after: dict, part: str | None = None) -> dict:

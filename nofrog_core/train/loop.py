@@ -141,15 +141,11 @@ def frozen_copy(model) -> torch.nn.Module:
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
-def configured_terms(train_config, replay_mix, phase: str, has_replay: bool) -> list[WeightedTerm]:
-    """The loss terms of one phase, from the config: what a step minimises, and with what weight."""
-    if phase == "student":  # Anchored Learning distils to the anchor; the task NLL is logged only
-        a = train_config.anchored
-        terms = [WeightedTerm(build_term("anchored_kl", alpha=a.alpha, temperature=a.temperature,
-                                         interpolation=a.interpolation), 1.0),
-                 WeightedTerm(build_term("task_nll"), 0.0)]
-    else:
-        terms = [WeightedTerm(build_term("task_nll"), 1.0)]
+def configured_terms(train_config, replay_mix, task_terms: list[WeightedTerm],
+                     has_replay: bool) -> list[WeightedTerm]:
+    """The loss terms of one phase: the objective's terms on the task rows, then the replay terms and
+    `train.extra_terms` from the config: what a step minimises, and with what weight."""
+    terms = list(task_terms)
     if has_replay:
         terms.append(WeightedTerm(build_term("replay_nll"), replay_mix.nll_weight))
         if replay_mix.kl_weight > 0:
@@ -160,10 +156,11 @@ def configured_terms(train_config, replay_mix, phase: str, has_replay: bool) -> 
 
 @dataclass
 class Phase:
-    name: str  # "train", or "reference" / "student" for Anchored Learning
+    name: str  # what checkpoints call it ("train"; Anchored Learning: "reference", "student")
     steps: int
     history_path: Path
     snapshot_every: int | None = None  # Anchored Learning's student phase only
+    task_terms: list[WeightedTerm] = field(default_factory=list)  # what the objective minimises on task rows
 
 
 @dataclass
@@ -217,10 +214,9 @@ class Trainer:
                         passes, len(self.replay), math.ceil(passes * len(self.inputs.replay)))
         with self.checkpoints.latest() as directory:
             resume = json.loads((directory / "state.json").read_text())["phase"] if directory else None
-        if self.tc.objective == "sft":
-            result = self._run_phase(Phase("train", steps, self.out_dir / "history.jsonl"), base)
-        else:
-            result = self._run_anchored(base, steps, resume)
+        from .objectives import OBJECTIVES
+
+        result = OBJECTIVES[self.tc.objective](self, base, steps, resume)
         summary = {"steps": result.steps, "final_loss": result.final_loss, "ema0": result.ema0,
                    "trainable_parameters": result.trainable_parameters, "frozen_layers": self.frozen_layers,
                    "resumed_from_step": result.resumed_from_step,
@@ -246,30 +242,19 @@ class Trainer:
         self.world.barrier()
         return summary
 
-    def _run_anchored(self, base, steps: int, resume_phase: str | None) -> PhaseResult:
-        student_base = frozen_copy(base)  # the student restarts from the base model
-        reference_phase = Phase("reference", steps, self.out_dir / "history_reference.jsonl")
-        if resume_phase == "student":
-            reference = None  # comes back from the student checkpoint
-        else:
-            reference = frozen_copy(self._run_phase(reference_phase, base).model)
-        a = self.tc.anchored
-        student_steps, every = student_phase_plan(self.epoch_steps, self.tc.max_steps, a.snapshot_every_epochs,
-                                                  a.outer_iterations)
-        student = student_base.train().requires_grad_(True)
-        return self._run_phase(Phase("student", student_steps, self.out_dir / "history.jsonl", every), student,
-                               reference=reference)
-
-    def _run_phase(self, phase: Phase, model, reference=None) -> PhaseResult:
+    def run_phase(self, phase: Phase, model, given_frozen: dict | None = None) -> PhaseResult:
+        """Trains `model` through `phase`; `given_frozen`: frozen models the objective brings (Anchored
+        Learning's reference), the others are copies of the model as the phase starts."""
         tc, world = self.tc, self.world
+        given_frozen = given_frozen or {}
         model, self.frozen_layers = prepare_model(model, tc.freeze_bottom, tc.lora, tc.freeze_embeddings, tc.osf)
         objective = TrainingObjective(model, tc.loss_chunk_size,
-                                      configured_terms(tc, self.mix, phase.name, bool(self.replay_rows)),
+                                      configured_terms(tc, self.mix, phase.task_terms, bool(self.replay_rows)),
                                       autocast_dtype=torch.bfloat16 if tc.precision == "bf16" else None,
                                       keep_logits_up_to=tc.keep_logits_up_to, share_trunk=tc.share_trunk)
         for name in objective.frozen_needed():
-            # The base and the first snapshot are the model as the phase starts; the reference is given.
-            objective.frozen[name] = reference if name == "reference" else frozen_copy(model)
+            # The base and the first snapshot are the model as the phase starts; the objective gives the rest.
+            objective.frozen[name] = given_frozen[name] if name in given_frozen else frozen_copy(model)
         # fused: one kernel over all parameters instead of a loop of small ops (8x faster here on CPU).
         optimizer = torch.optim.AdamW(controls.param_groups(model, tc.llrd, tc.weight_decay), lr=0.0,
                                       fused=tc.fused_adamw or None)

@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 
 from ...losses import TargetLogprobs
+from ...registries import Registry
 from ...trunk import Trunk
 
 # The frozen models a term may ask for:
@@ -62,7 +63,7 @@ class LossTerm:
         raise NotImplementedError
 
 
-TERMS: dict[str, type[LossTerm]] = {}
+TERMS: Registry = Registry("loss term")
 
 
 def register_term(cls: type[LossTerm]) -> type[LossTerm]:
