@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -255,9 +256,25 @@ class TrainConfig(Section):
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     osf: OsfConfig = Field(default_factory=OsfConfig)
-    extra_terms: dict[str, float] = Field(
-        default_factory=dict, description="more registered loss terms (nofrog_core/train/terms/) and their weights"
+    extra_terms: dict[str, float | dict[str, Any]] = Field(
+        default_factory=dict, description="more registered loss terms (nofrog_core/train/terms/): name: weight, or "
+        "name: {weight: w, setting: value, ...} for a term that takes settings"
     )
+
+    @field_validator("extra_terms")
+    @classmethod
+    def _term_weights(cls, terms: dict) -> dict:
+        for name, spec in terms.items():
+            weight = spec.get("weight") if isinstance(spec, dict) else spec
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"{name}: expected a weight, or a mapping with a finite 'weight' and the term's "
+                                 f"settings (got {spec!r})")
+        return terms
+
+    def term_specs(self) -> list[tuple[str, float, dict]]:
+        """`extra_terms` as (name, weight, settings)."""
+        return [(name, float(spec["weight"]), {k: v for k, v in spec.items() if k != "weight"})
+                if isinstance(spec, dict) else (name, float(spec), {}) for name, spec in self.extra_terms.items()]
     checkpoint_every: int = Field(100, ge=0, description="optimizer steps between checkpoints; 0 = none")
     checkpoints_to_keep: int = Field(1, ge=1, description="checkpoints kept on disk (the newest ones)")
     monitor_every: int = Field(0, ge=0, description="steps between forgetting-probe scores; 0 = off")

@@ -1,5 +1,7 @@
 """The loss-term registry: a new term is one class plus its registration, and the loop picks it up."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -65,3 +67,33 @@ def test_builtin_terms_read_the_shared_per_token_values():
     assert build_term("replay_nll")(nll, kl).item() == 3.0
     assert build_term("replay_kl")(nll, kl).item() == 0.75
     assert build_term("anchored_kl", alpha=0.3)(nll, kl).item() == 0.75
+
+
+@dataclass(frozen=True)
+class PoweredTaskNll(LossTerm):
+    """A toy term with a setting: the per-token NLL of the task rows to the power `power`."""
+
+    name = "powered_task_nll"
+    rows = "task"
+    power: float = 2.0
+
+    def __call__(self, nll, kl):
+        return (nll ** self.power).sum()
+
+
+@pytest.fixture
+def powered_term():
+    register_term(PoweredTaskNll)
+    yield
+    TERMS.pop("powered_task_nll")
+
+
+def test_a_term_takes_its_settings_from_the_config(powered_term, tiny_config, tmp_path):
+    common = ("train.schedule=constant", "train.lr=1e-3", "train.max_steps=1", "train.checkpoint_every=0")
+    run_training(tiny_config(*common, "train.extra_terms={powered_task_nll: {weight: 0.0, power: 1}}"),
+                 tmp_path / "power1")
+    (step,) = read_history(tmp_path / "power1" / "history.jsonl")
+    assert step["powered_task_nll"] == pytest.approx(step["task_nll"], rel=1e-6)  # power 1: the NLL itself
+    with pytest.raises(ValueError, match=r"train.extra_terms.powered_task_nll: settings \{'exponent': 3\}"):
+        run_training(tiny_config(*common, "train.extra_terms={powered_task_nll: {weight: 1, exponent: 3}}"),
+                     tmp_path / "wrong")

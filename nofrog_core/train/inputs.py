@@ -83,11 +83,16 @@ def check_controls(config, base: models.ModelRef) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .loop import prepare_model
-    from .terms import TERMS
+    from .terms import TERMS, build_term
 
     unknown = sorted(set(config.train.extra_terms) - set(TERMS))
     if unknown:
         raise ValueError(f"train.extra_terms: unknown loss terms {unknown}; registered: {sorted(TERMS)}")
+    for name, _, settings in config.train.term_specs():
+        try:
+            build_term(name, **settings)  # a setting the term does not take fails here, not in a worker
+        except TypeError as err:
+            raise ValueError(f"train.extra_terms.{name}: settings {settings} do not fit the term ({err})") from None
 
     model_config = AutoConfig.from_pretrained(base.path, trust_remote_code=config.model.trust_remote_code)
     with torch.device("meta"):

@@ -150,7 +150,7 @@ def configured_terms(train_config, replay_mix, task_terms: list[WeightedTerm],
         terms.append(WeightedTerm(build_term("replay_nll"), replay_mix.nll_weight))
         if replay_mix.kl_weight > 0:
             terms.append(WeightedTerm(build_term("replay_kl"), replay_mix.kl_weight))
-    terms += [WeightedTerm(build_term(name), weight) for name, weight in train_config.extra_terms.items()]
+    terms += [WeightedTerm(build_term(name, **settings), weight) for name, weight, settings in train_config.term_specs()]
     return terms
 
 
