@@ -86,3 +86,17 @@ def test_relative_paths_in_the_config_mean_the_driver_directory(ray_cluster, tin
                          "train.checkpoint_every=0")
     out = run_training(config, tmp_path / "train")
     assert [h["step"] for h in read_history(out["history"])] == [1]
+
+
+def test_two_workers_train_exactly_what_one_worker_trains_at_twice_the_batch(ray_cluster, tiny_config, tmp_path):
+    common = ("train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3", "train.max_steps=4",
+              "train.checkpoint_every=0", "train.finch.init_batches=2")
+    one = run_training(tiny_config(*common, "train.batch_size=8", "compute.num_workers=0"), tmp_path / "one")
+    two = run_training(two_workers(tiny_config, *common, "train.batch_size=4"), tmp_path / "two")
+    alone, together = read_history(one["history"]), read_history(two["history"])
+    assert [h["step"] for h in together] == [1, 2, 3, 4]
+    # The same rows each step (every worker takes its share of one global batch), the same ema_0 and
+    # the same all-reduced loss: the same LRs and losses to float tolerance.
+    for a, b in zip(alone, together):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["lr"] == pytest.approx(a["lr"], rel=1e-5)

@@ -108,11 +108,23 @@ def student_phase_plan(epoch_steps: int, max_steps: int | None, snapshot_every_e
     return every * outer_iterations, every
 
 
-def endless_example_batches(examples: list[Example], rows: int, seed: int) -> Iterator[tuple[int, list[Example]]]:
-    """(epoch, rows) forever, reshuffled every epoch (seed + epoch)."""
+def worker_batches(examples: list[Example], rows: int, world: World, seed: int | None = None
+                   ) -> Iterator[list[Example]]:
+    """One pass of this worker's batches of `rows`. Every worker walks the same (seeded) order of all
+    the examples in global batches of `rows` x workers and takes its rank's share of each, so N
+    workers train on exactly the rows one worker would with N times the batch. With more than one
+    worker, a pass's last global batch is left out when it holds fewer rows than there are workers."""
+    for batch in example_batches(examples, rows * world.size, seed=seed):
+        if len(batch) >= world.size:
+            yield batch[world.rank::world.size]
+
+
+def endless_example_batches(examples: list[Example], rows: int, seed: int, world: World = World()
+                            ) -> Iterator[tuple[int, list[Example]]]:
+    """(epoch, this worker's rows) forever, reshuffled every epoch (seed + epoch)."""
     epoch = 0
     while True:
-        for batch in example_batches(examples, rows, seed=seed + epoch):
+        for batch in worker_batches(examples, rows, world, seed=seed + epoch):
             yield epoch, batch
         epoch += 1
 
@@ -191,11 +203,13 @@ class Trainer:
         self.checkpoints, self.wrap, self.hooks = checkpoints, wrap, list(hooks)
         self.task_rows, self.replay_rows = rows_per_batch(self.tc.batch_size, self.mix.ratio,
                                                           self.mix.dir is not None)
-        self.examples = world.shard(inputs.examples)
-        self.replay = world.shard(inputs.replay) if self.replay_rows else None
-        if self.replay_rows and not self.replay:
-            raise ValueError("replay.mix.ratio > 0 but this worker's share of the replay dataset is empty")
-        self.epoch_steps = steps_per_epoch(self.task_rows, self.tc.grad_accum, len(self.examples))
+        # Every worker holds all the rows and takes its share of each global batch (worker_batches).
+        self.examples = inputs.examples
+        self.replay = inputs.replay if self.replay_rows else None
+        if self.replay_rows and len(self.replay or ()) < world.size:
+            raise ValueError(f"replay.mix.ratio > 0 but the replay dataset has {len(self.replay or ())} samples "
+                             f"for {world.size} workers")
+        self.epoch_steps = steps_per_epoch(self.task_rows * world.size, self.tc.grad_accum, len(self.examples))
         self.frozen_layers = 0
 
     # ----------------------------------------------------------------- phases
@@ -204,14 +218,14 @@ class Trainer:
         started = time.time()
         base = self.inputs.model.to(self.world.device)
         steps = total_steps(self.epoch_steps, self.tc.epochs, self.tc.max_steps)
-        passes = replay_passes(steps, self.tc.grad_accum, self.replay_rows, len(self.replay or ()))
+        passes = replay_passes(steps, self.tc.grad_accum, self.replay_rows * self.world.size, len(self.replay or ()))
         if passes > 1 and self.world.is_main:
             # The replay NLL estimates the KL to the base only over independent draws: a sample seen
             # again is memorised, and the model drifts toward those few texts (measured: general-text
             # bits per byte +2.3% with 128 samples seen 2.8 times each, +0.2% with 400 seen once).
-            log.warning("replay: each sample is seen %.1f times in this run (%d samples per worker); "
+            log.warning("replay: each sample is seen %.1f times in this run (%d samples); "
                         "set replay.num_samples to at least %d so every replay row is a fresh draw",
-                        passes, len(self.replay), math.ceil(passes * len(self.inputs.replay)))
+                        passes, len(self.replay), math.ceil(passes * len(self.replay)))
         with self.checkpoints.latest() as directory:
             resume = json.loads((directory / "state.json").read_text())["phase"] if directory else None
         from .objectives import OBJECTIVES
@@ -277,8 +291,9 @@ class Trainer:
             monitor.start(model)
 
         runner = self.wrap(objective)
-        task_stream = endless_example_batches(self.examples, self.task_rows, tc.seed)
-        replay_stream = endless_example_batches(self.replay, self.replay_rows, tc.seed + 10_000) if self.replay_rows else None
+        task_stream = endless_example_batches(self.examples, self.task_rows, tc.seed, world)
+        replay_stream = endless_example_batches(self.replay, self.replay_rows, tc.seed + 10_000, world) \
+            if self.replay_rows else None
         for _ in range(start_step * tc.grad_accum):  # data order continues where the checkpoint left it
             next(task_stream)
             if replay_stream:
@@ -382,7 +397,7 @@ class Trainer:
         objective.eval()
         total = tokens = 0.0
         cap = self.tc.finch.init_batches
-        batches = example_batches(self.examples, self.tc.batch_size)
+        batches = worker_batches(self.examples, self.tc.batch_size, self.world)
         for index, rows in enumerate(tqdm(batches, desc="FINCH ema_0", leave=False, disable=not self.world.is_main)):
             if cap and index >= cap:
                 break
