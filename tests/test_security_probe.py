@@ -162,4 +162,4 @@ def test_a_failed_task_is_stored_as_json_not_pickle(prefect_server, tiny_overrid
     records = [s for s in stored if "metadata" in s]
     assert records and {r["metadata"]["serializer"]["type"] for r in records} == {"json"}
     values = [json.loads(r["result"]) for r in records] + [s for s in stored if "metadata" not in s]
-    assert all(v["__exc_type__"] == "nofrog_core.models.ModelError" for v in values), values
+    assert all(v["__exc_type__"] == "nofrog_core.errors.ModelError" for v in values), values
