@@ -45,6 +45,8 @@ ENTRIES = {
     "train_throughput_task_rows_only.json": "Training tokens/s per speed lever on task rows only",
     "train_throughput_bf16_run.log": "The bf16 arm's log: why bf16 does not pay on this AVX2-only CPU",
     "train_throughput_shared_trunk.json": "The default step with and without the shared frozen trunk, against fp32_full",
+    "workers_parity.json": "One Ray Train worker against two at the same global batch on the real model: losses "
+                           "and LRs step by step",
     "archive/default_run.json": "The main job at seeds 0-3 before the item split (judged on the items it was "
                                 "chosen on). Superseded by default_confirm",
     "archive/default_run.md": "The same, as tables",
