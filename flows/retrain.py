@@ -28,6 +28,7 @@ from nofrog_core.evaluate.fit_strategies import NO_FIT
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
 from nofrog_core.gate import GateDecision, excluded_tasks
+from nofrog_core.rounds import ROUND_DIR, write_round_record
 from nofrog_core.runs import SUMMARY_FILE, claim_run_dir, run_request, set_aside
 from nofrog_tasks import stages
 from nofrog_tasks.json_results import json_flow
@@ -166,6 +167,7 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         fitted = clock("fit", stages.fit_within_budget, config, base["path"], train["model_dir"], before,
                        run_dir / "fit", champion_eval if config.gate.require_beat_champion else None)
         train, after, report, decision = adopt_fit(fitted, run_dir, train, after, report, decision)
+    round_record = write_round_record(config, run_dir, after)  # what this round taught, for later rounds
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())
     adopted = fitted and fitted["confirmed"] and fitted["confirmed"]["passed"]
@@ -173,7 +175,8 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
                "fitted": f"interpolate alpha={fitted['chosen']['alpha']}" if adopted else "no",
                "judged_items": judged, "excluded_tasks": ",".join(excluded_tasks(report)) or "none",
                "prefect_flow_run_id": str(flow_run.get_id() or ""), "mlflow_run_id": run_id,
-               "started_from": f"champion v{champion['version']}" if train_config is not config else "base"}
+               "started_from": f"champion v{champion['version']}" if train_config is not config else "base",
+               "round_record": f"{ROUND_DIR}/round.json" if round_record else "none (no held-out file)"}
     registered = clock("register_and_gate", register_and_gate, config, run_id, train["model_dir"], report, decision,
                        lineage)
     log_stage_seconds(config, run_id, clock.seconds)

@@ -9,6 +9,7 @@ import mlflow
 
 from nofrog_core import registry, tracking
 from nofrog_core.config import dump_config
+from nofrog_core.rounds import ROUND_DIR
 from .json_results import json_task
 from .stages import retry_transient
 
@@ -27,7 +28,8 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
             "prefect_flow_run_id": flow_run_id or "", "data_hash": train_meta["data"]["data_hash"]}
     texts = {"config.yaml": dump_config(config)}
     artifacts = {"eval": [run_dir / name for name in EVAL_ARTIFACTS],
-                 "train": [Path(train[key]) for key in ("history", "metadata", "loss_lr_png")]}
+                 "train": [Path(train[key]) for key in ("history", "metadata", "loss_lr_png")],
+                 ROUND_DIR: [run_dir / ROUND_DIR / name for name in ("heldout.jsonl", "round.json")]}
     if train_meta.get("replay"):
         replay_dir = Path(train_meta["replay"]["dir"])
         artifacts["replay"] = [replay_dir / "metadata.json"]

@@ -1,6 +1,7 @@
 """The whole pipeline through a real Prefect server and a real MLflow sqlite store (tiny model)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -59,6 +60,13 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
     assert (v1.tags["gate"], v2.tags["gate"]) == ("passed", "rejected")
     assert "min_task_gain" in v2.tags["gate_reason"]
     assert client.get_model_version_by_alias(model.name, "champion").version == v1.version
+    # Each version keeps what its round taught: the held-out rows and its scores on them.
+    assert v1.tags["round_record"] == "round/round.json"
+    record = json.loads(Path(client.download_artifacts(v1.run_id, "round/round.json", str(tmp_path))).read_text())
+    assert record["task"] == "heldout_answers" and record["samples"] and len(record["item_ids"]) == len(
+        record["samples"]["exact_match"])
+    rows = Path(client.download_artifacts(v1.run_id, "round/heldout.jsonl", str(tmp_path))).read_text().splitlines()
+    assert len(rows) >= len(record["item_ids"])  # the rows as they were (the record scores the test part)
 
     # The second run reused the first run's replay samples (same base model, settings and seed).
     assert len(list((tmp_path / "runs" / "replay-cache").iterdir())) == 1
