@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .data import IGNORE_INDEX
-from .trunk import Trunk, top_hidden_states
+from .trunk import Trunk, decoder, top_hidden_states
 
 # Target log-probabilities for the labelled positions [start, end) of a chunk.
 TargetLogprobs = Callable[[int, int], torch.Tensor]
@@ -35,8 +35,7 @@ def output_softcap(model) -> float | None:
 
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Final-layer hidden states (after the final norm) of a causal LM."""
-    backbone = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-    return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return decoder(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def labelled_hidden(model, input_ids, attention_mask, labels, trunk: Trunk | None = None

@@ -33,33 +33,30 @@ class OutputError(ValueError):
 
 
 def check_writable(path: Path) -> None:
-    """Fails now, naming the directory, when `path` could not be written later: before the work, not after."""
-    directory = Path(path).parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".{Path(path).name}.{os.getpid()}.write-check"  # this process's: runs check at once
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err} ({directory})") from None
+    """Fails now, naming `path`, when the file could not be written later: before the work, not after."""
+    _probe(Path(path).parent, path)
 
 
 def check_writable_dir(out_dir: Path) -> None:
-    """Fails now, naming the directory, when files could not be written into `out_dir` later. Nothing
-    is created: the probe goes into `out_dir`, or into its nearest existing parent when it does not
-    exist yet (a failed stage leaves no empty directory behind)."""
-    out_dir = Path(out_dir)
-    existing = out_dir
+    """Fails now, naming the directory, when files could not be written into `out_dir` later."""
+    _probe(Path(out_dir), out_dir)
+
+
+def _probe(directory: Path, named) -> None:
+    """Writes and removes a probe file in `directory`, or in its nearest existing parent when it does
+    not exist yet: nothing is created, so a failed stage leaves no empty directory behind. The probe
+    is this process's own, so runs that check at once never remove each other's."""
+    existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"cannot write {out_dir}: {existing} is a file, not a directory")
+        raise OutputError(f"cannot write {named}: {existing} is a file, not a directory")
     probe = existing / f".nofrog.{os.getpid()}.write-check"
     try:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise OutputError(f"cannot write {out_dir}: {err.strerror or err} ({existing})") from None
+        raise OutputError(f"cannot write {named}: {err.strerror or err} ({existing})") from None
 
 
 def write_text(path: Path, text: str) -> Path:

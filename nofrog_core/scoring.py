@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from .data import Example, iterate_batches
 from .losses import chunked_losses, token_nll
+from .trunk import decoder
 
 
 @torch.no_grad()
@@ -52,7 +53,7 @@ def shared_context_nll(model, groups: list[tuple[list[int], list[list[int]]]], b
     """
     model.eval()
     device = next(model.parameters()).device
-    backbone = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+    backbone = decoder(model)
     order = sorted(range(len(groups)), key=lambda i: -_packed_length(groups[i]))
     out: list[list[float]] = [[] for _ in groups]
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):

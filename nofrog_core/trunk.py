@@ -44,6 +44,7 @@ class _Passthrough(torch.nn.Module):
 
 
 def decoder(model) -> torch.nn.Module:
+    """The decoder stack of a causal LM (its layers, final norm, masks), without the output head."""
     return model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
 
 

@@ -21,10 +21,22 @@ class SquaredTaskNll(LossTerm):
 
 
 @pytest.fixture
-def toy_term():
-    register_term(SquaredTaskNll)
-    yield
-    TERMS.pop("squared_task_nll")
+def registered():
+    """Registers toy terms for one test, and takes them out again after it."""
+    names = []
+
+    def add(term):
+        register_term(term)
+        names.append(term.name)
+
+    yield add
+    for name in names:
+        TERMS.pop(name)
+
+
+@pytest.fixture
+def toy_term(registered):
+    registered(SquaredTaskNll)
 
 
 def test_a_registered_term_trains_and_is_logged_with_no_other_change(toy_term, tiny_config, tmp_path):
@@ -82,10 +94,8 @@ class PoweredTaskNll(LossTerm):
 
 
 @pytest.fixture
-def powered_term():
-    register_term(PoweredTaskNll)
-    yield
-    TERMS.pop("powered_task_nll")
+def powered_term(registered):
+    registered(PoweredTaskNll)
 
 
 def test_a_term_takes_its_settings_from_the_config(powered_term, tiny_config, tmp_path):
