@@ -117,3 +117,38 @@ def markdown_table(rows: list[dict], general_tasks: list[str]) -> str:
                     f"{row['wall_seconds']:.0f}"])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def curve_value_at(curve: list[tuple[float, float]], x: float) -> float:
+    """A traced curve's y at x, linear between the two traced points that bracket x; NaN outside the
+    traced range (a comparison is made only where the reference was measured, never extrapolated).
+
+    `curve`: (x, y) points, for example plain SFT's (forgetting, gain) at each learning rate of one
+    seed. Points are sorted by x; equal x values are averaged."""
+    import numpy as np
+
+    points = sorted((px, py) for px, py in curve if math.isfinite(px) and math.isfinite(py))
+    if len(points) < 2 or not math.isfinite(x) or not points[0][0] <= x <= points[-1][0]:
+        return math.nan
+    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    unique = np.unique(xs)
+    return float(np.interp(x, unique, [ys[xs == u].mean() for u in unique]))
+
+
+def matched_to_curve(method: dict[int, tuple[float, float]], curve: dict[int, list[tuple[float, float]]]) -> dict:
+    """A method against a reference curve traced over one knob (plain SFT over its learning rate),
+    paired by seed: the method's gain minus the curve's gain at the method's forgetting ("at matched
+    forgetting"), and its forgetting minus the curve's forgetting at the method's gain ("at matched
+    gain"). `method`: seed -> (forgetting, gain); `curve`: seed -> [(forgetting, gain), ...].
+    A seed whose point lies outside the curve's traced range does not count (reported as
+    `seeds_outside`)."""
+    seeds = sorted(set(method) & set(curve))
+    at_forgetting = [(method[s][1], curve_value_at(curve[s], method[s][0])) for s in seeds]
+    at_gain = [(method[s][0], curve_value_at([(g, f) for f, g in curve[s]], method[s][1])) for s in seeds]
+    result = {"seeds": seeds}
+    for key, pairs in (("gain_at_matched_forgetting", at_forgetting), ("forgetting_at_matched_gain", at_gain)):
+        inside = [(a, b) for a, b in pairs if math.isfinite(b)]
+        result[key] = {**paired_seed_difference([a for a, _ in inside], [b for _, b in inside]),
+                       "reference_values": [b for _, b in pairs],
+                       "seeds_outside": [s for s, (_, b) in zip(seeds, pairs) if not math.isfinite(b)]}
+    return result
