@@ -195,6 +195,7 @@ class Bench:
         self.replay_ready: set[float] = set()
         self.fitted_later: set[str] = set()  # arms whose models a fit arm reads (kept until it ran)
         self.started = time.time()
+        self.candidate_part = None  # every item (NEUTRAL's judge_items=selection keeps it to selection items)
 
     def timed(self, key: str, work) -> None:
         started = time.time()
@@ -259,7 +260,8 @@ class Bench:
             run_training(config, arm_dir / "train")
             trained = time.time()
             model_dir = arm_dir / "train" / "model"
-            after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir))
+            after = run_evaluation(self.eval_config(overrides), arm_dir / "eval.json", model=str(model_dir),
+                                   part=self.candidate_part)
             finished = time.time()
             report = run_report(config, before, after, arm_dir / "forgetting.json")
             row = summarise(arm, report,

@@ -69,7 +69,12 @@ def method_arms() -> list[fb.Arm]:
 
 
 class FrontierBench(fb.Bench):
-    """The method benchmark's runs, judged on test items (these runs make claims and choose nothing)."""
+    """The method benchmark's runs, judged on test items (these runs make claims and choose nothing);
+    a trained model is scored on the test items only (the base on all)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.candidate_part = "test"
 
     def config(self, overrides) -> object:
         return load_config(fb.CONFIG, [*self.scale, *fb.NEUTRAL, JUDGE_ON_TEST, *overrides])
@@ -188,12 +193,13 @@ def main() -> None:
     bench = FrontierBench(bench_args)
     bench.base_results()
     methods = method_arms()
-    arms = [sft_arm(lr) for lr in SFT_LRS] + methods
-    total, number = len(arms) * len(args.seeds), 0
-    for seed in args.seeds:  # a seed at a time: an interrupted run leaves whole seeds
-        for arm in arms:
-            number += 1
-            bench.run(fb.with_seed(arm, seed), f"[{number}/{total}]")
+    # SFT's curve and the default first, a seed at a time (an interrupted run leaves whole seeds); then
+    # the other methods, each at every seed.
+    first = [sft_arm(lr) for lr in SFT_LRS] + methods[:1]
+    order = [(arm, seed) for seed in args.seeds for arm in first] + \
+            [(arm, seed) for arm in methods[1:] for seed in args.seeds]
+    for number, (arm, seed) in enumerate(order, start=1):
+        bench.run(fb.with_seed(arm, seed), f"[{number}/{len(order)}]")
     analysis = analyse(bench.rows, args.seeds, methods)
     args.results.mkdir(parents=True, exist_ok=True)
     summary = {

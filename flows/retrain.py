@@ -27,8 +27,8 @@ from nofrog_core.data import configured_task_files
 from nofrog_core.evaluate.fit_strategies import NO_FIT
 from nofrog_core.evaluate.report import render_markdown
 from nofrog_core.evaluate.runner import write_results
-from nofrog_core.gate import GateDecision, excluded_tasks
-from nofrog_core.rounds import ROUND_DIR, write_round_record
+from nofrog_core.gate import GateDecision, decide_rounds, excluded_tasks
+from nofrog_core.rounds import ROUND_DIR, earlier_rounds_section, round_task_name, write_round_record
 from nofrog_core.runs import SUMMARY_FILE, claim_run_dir, run_request, set_aside
 from nofrog_tasks import stages
 from nofrog_tasks.json_results import json_flow
@@ -75,11 +75,14 @@ class StageClock:
 
 @json_flow(name="nofrog-retrain", flow_run_name=run_name, log_prints=True)
 def retrain_pipeline(config_path: str | None = None, overrides: list[str] | None = None,
-                     data_path: str | None = None, resume: bool = True) -> dict:
+                     data_path: str | None = None, resume: bool = True, start_from: str | None = None) -> dict:
     """`data_path` (a file, directory or glob) overrides `data.path`: what a scheduled run picks up.
+    `start_from` overrides `model.start_from` (`champion`: a scheduled round fine-tunes the current
+    champion and protects what its lineage's rounds taught; the base when there is none yet).
     `resume`: an unfinished run of the same config and data (interrupted, crashed) is picked up where
     it stopped, its finished stages reused; False starts a new run directory."""
-    overrides = [*(overrides or []), *([f"data.path={data_path}"] if data_path else [])]
+    overrides = [*([f"model.start_from={start_from}"] if start_from else []), *(overrides or []),
+                 *([f"data.path={data_path}"] if data_path else [])]
     config = load_config(config_path, overrides)  # fails on bad config before any work
     config.check_evaluable()
     tracking.check_reachable(config.tracking)  # and on an unreachable MLflow server, before any training
@@ -127,6 +130,23 @@ def adopt_fit(fitted: dict, run_dir: Path, train: dict, after: dict, report: dic
     return {**train, "model_dir": fitted["chosen"]["model_dir"]}, after, report, GateDecision(True, reason).as_dict()
 
 
+def judge_earlier_rounds(config, run_dir: Path, champion: dict, champion_eval: dict, after: dict, report: dict,
+                         decision: dict) -> tuple[dict, dict]:
+    """The registered model's own earlier rounds, against the champion's scores on them: a section of
+    the report, and a passing candidate that forgot one is rejected, naming it. Read from the model
+    the run registers (the fitted one after a fit)."""
+    expected = [round_task_name(d) for d in config.eval.earlier_rounds] if config.eval.protect_rounds else []
+    vs_champion = stages.compare(config, champion_eval, after, run_dir / "forgetting_vs_champion.json") \
+        if expected else None
+    report = {**report, "earlier_rounds": earlier_rounds_section(config.eval.protect_rounds, expected,
+                                                                 champion["version"], vs_champion,
+                                                                 config.gate.max_round_drop)}
+    write_results(report, run_dir / "forgetting.json")
+    (run_dir / "forgetting.md").write_text(render_markdown(report))
+    passed = decide_rounds(GateDecision(decision["passed"], decision["reason"]), report["earlier_rounds"])
+    return report, passed.as_dict()
+
+
 def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
@@ -148,6 +168,13 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         elif not champion:
             logger.warning("no version has the alias %r yet: starting from the base, nothing to beat",
                            config.gate.alias)
+    protect = champion is not None and config.model.start_from == "champion" and config.eval.protect_rounds
+    if protect:
+        # What the champion's lineage taught joins the candidate's and the champion's evaluations.
+        lineage = clock("fetch_earlier_rounds", stages.fetch_earlier_rounds, config, champion["version"],
+                        run_dir / "earlier_rounds")
+        config = config.with_values({"eval.earlier_rounds": [*config.eval.earlier_rounds, *lineage]})
+        logger.info("protecting %d earlier round(s): %s", len(config.eval.earlier_rounds), config.eval.earlier_rounds)
     train = clock("fine_tune", stages.fine_tune, train_config, run_dir / TRAIN_DIR)
     judged = config.eval.judge_items  # test, except in a screen that chooses
     after = clock("evaluate_candidate", stages.evaluate, config, run_dir / "eval_candidate.json",
@@ -167,6 +194,8 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
         fitted = clock("fit", stages.fit_within_budget, config, base["path"], train["model_dir"], before,
                        run_dir / "fit", champion_eval if config.gate.require_beat_champion else None)
         train, after, report, decision = adopt_fit(fitted, run_dir, train, after, report, decision)
+    if champion and config.model.start_from == "champion":
+        report, decision = judge_earlier_rounds(config, run_dir, champion, champion_eval, after, report, decision)
     round_record = write_round_record(config, run_dir, after)  # what this round taught, for later rounds
     run_id = clock("log_run", log_run, config, run_dir, base, train, before, after, report, decision, flow_run.get_id())
     train_meta = json.loads(Path(train["metadata"]).read_text())

@@ -345,6 +345,15 @@ class EvalConfig(Section):
         "an accuracy loss of the same harm weigh the same in the aggregate and the per-task budgets "
         "(bench/harm_scale.py measures it); a metric not named counts as is"
     )
+    protect_rounds: bool = Field(
+        True, description="when a run starts from the champion, the held-out rows of every earlier round in the "
+        "champion's lineage are scored too and judged against the champion's own scores on them (gate.max_round_drop); "
+        "false = not judged, and the report says so"
+    )
+    earlier_rounds: list[str] = Field(
+        default_factory=list, description="round records to protect (directories holding an earlier run's round/ "
+        "files: heldout.jsonl and round.json); the pipeline fills it from the champion's lineage"
+    )
     bootstrap_resamples: int = Field(1000, ge=100, description="paired bootstrap resamples for every interval")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
@@ -402,6 +411,10 @@ class GateConfig(Section):
         False, description="pass although a forgetting task could not be scored (excluded); false = reject, naming it"
     )
     min_task_gain: float = Field(0.0, description="smallest allowed task gain, in the gain task's metric")
+    max_round_drop: float = Field(
+        0.10, ge=0.0, description="largest allowed relative drop of an earlier round's held-out exact match, against the "
+        "champion's own score on the same test items (eval.protect_rounds): 0.1 = keep 90% of what each round taught"
+    )
     alias: str = Field("champion", min_length=1,
         description="registry alias that marks the promoted version; it moves only when the gate passes")
     require_beat_champion: bool = Field(
@@ -536,6 +549,10 @@ class NofrogConfig(Section):
                 and self.data.validation_fraction == 0:
             raise ConfigError("eval.gain_tasks: heldout_answers needs held-out rows of data.path: set data.eval_file, "
                               "or data.validation_fraction > 0 to hold back part of the training rows")
+        for d in self.eval.earlier_rounds:
+            if not (Path(d) / "heldout.jsonl").is_file():
+                raise ConfigError(f"eval.earlier_rounds: {d} has no heldout.jsonl; expected a round record (the round/ "
+                                  "directory an earlier nofrog run wrote and logged to MLflow)")
 
     def with_values(self, values: dict[str, Any]) -> "NofrogConfig":
         """A copy with `section.key` values replaced, validated like a loaded config: the one way

@@ -8,7 +8,9 @@ Default rule (docs/evidence.md), on the report's test items:
 - no forgetting task dropped more than `max_task_drop`, and none dropped more than
   `max_significant_task_drop` beyond its noise (the lower end of its interval above 0): a
   significant loss of one capability is not averaged away by tasks that moved less;
-- the task gain is at least `min_task_gain`, and above the champion's with `require_beat_champion`.
+- the task gain is at least `min_task_gain`, and above the champion's with `require_beat_champion`;
+- no earlier round's held-out score fell by more than `max_round_drop` against the champion's
+  (`decide_rounds`, when a round starts from the champion and protects its lineage's rounds).
 Every input must be finite: a report that measured nothing never passes.
 """
 
@@ -86,6 +88,30 @@ def decide(report: dict, max_forgetting: float, min_task_gain: float, decide_on:
     if left_out:
         reason += f"; accepted without {', '.join(e['task'] for e in left_out)} (gate.allow_excluded)"
     return GateDecision(True, reason)
+
+
+def decide_rounds(decision: GateDecision, rounds: dict | None) -> GateDecision:
+    """The candidate's decision, and what it did to earlier rounds (`report["earlier_rounds"]`): a
+    passing candidate is rejected when an earlier round's held-out score fell by more than
+    `max_round_drop` against the champion's, naming the round, or when a round it should protect was
+    not judged (fail closed). A round the champion scored 0 on has nothing to keep."""
+    if not decision.passed or not rounds or not rounds.get("protected"):
+        return decision
+    judged = {row["task"]: row for row in rounds["rounds"]}
+    nothing_to_keep = [e["task"] for e in rounds.get("excluded", []) if e.get("nothing_to_keep")]
+    missing = [name for name in rounds["expected"] if name not in judged and name not in nothing_to_keep]
+    if missing:
+        reasons = {e["task"]: e["reason"] for e in rounds.get("excluded", [])}
+        named = "; ".join(f"{name}: {reasons.get(name, 'not scored')}" for name in missing)
+        return GateDecision(False, f"earlier round(s) not judged, so nothing shows they were kept: {named}")
+    limit = rounds["max_round_drop"]
+    over = [r for r in judged.values() if not (_finite(r["drop"]) and r["drop"] <= limit)]
+    if over:
+        named = ", ".join(f"{r['task']} {r['metric']} {r['before']:.3f} -> {r['after']:.3f} (dropped {r['drop']:.4f}"
+                          + (f", McNemar p={r['p']:.2g}" if "p" in r else "") + ")" for r in over)
+        return GateDecision(False, f"forgot an earlier round: {named} > gate.max_round_drop {limit}")
+    kept = ", ".join(f"{name} {judged[name]['drop']:+.4f}" for name in judged)
+    return GateDecision(True, f"{decision.reason}; earlier rounds kept ({kept or 'none with a score to keep'})")
 
 
 def excluded_tasks(report: dict) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .gate import GateDecision
@@ -95,3 +96,30 @@ def registry_versions_of_run(run_id: str) -> list:
     from mlflow import MlflowClient
 
     return list(MlflowClient().search_model_versions(f"run_id='{run_id}'"))
+
+
+def lineage_round_records(registered_model: str, version: str, out_dir: Path) -> list[str]:
+    """The round records of `version` and of every version it started from (its `started_from` tags,
+    back to the base), oldest first, downloaded to `out_dir/v<N>/`: what the next round must keep.
+    A version in the chain without a record (its rows came from a validation split) is skipped."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    chain, current = [], str(version)
+    while current and current not in chain:
+        chain.append(current)
+        started_from = client.get_model_version(registered_model, current).tags.get("started_from", "base")
+        current = started_from.removeprefix("champion v") if started_from.startswith("champion v") else None
+    dirs = []
+    for number in reversed(chain):
+        found = client.get_model_version(registered_model, number)
+        if found.tags.get("round_record", "none").startswith("none"):
+            continue
+        target, scratch = Path(out_dir) / f"v{number}", Path(out_dir) / f".v{number}-download"
+        scratch.mkdir(parents=True, exist_ok=True)
+        downloaded = Path(client.download_artifacts(found.run_id, "round", str(scratch)))
+        shutil.rmtree(target, ignore_errors=True)  # a resumed run's earlier download
+        downloaded.rename(target)  # v<N>/: the round task is named after it (round_v<N>)
+        shutil.rmtree(scratch)
+        dirs.append(str(target))
+    return dirs

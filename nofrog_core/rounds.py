@@ -36,3 +36,31 @@ def write_round_record(config, run_dir: Path, after: dict) -> Path | None:
         "model_hash": after.get("config", {}).get("model_hash"),
     })
     return out
+
+
+def round_task_name(round_dir: Path) -> str:
+    """The evaluation task an earlier round's rows are scored as: `round_<directory name>` (`round_v3`)."""
+    return f"round_{Path(round_dir).name}"
+
+
+def round_examples(round_dir: Path, tokenizer, bos_token_id, max_length: int):
+    """An earlier round's held-out rows as examples (its file's own shape, detected); the config check
+    (`check_evaluable`) has made sure the file is there."""
+    from .data import load_examples
+
+    examples, _ = load_examples(Path(round_dir) / "heldout.jsonl", tokenizer, bos_token_id, max_length)
+    return examples
+
+
+def earlier_rounds_section(protect: bool, expected: list[str], champion_version, champion_report: dict | None,
+                           max_round_drop: float) -> dict:
+    """The report's `earlier_rounds`: each protected round's row from the report against the champion
+    (`round_tasks`), the rounds it could not judge, and what the gate allows."""
+    if not protect:
+        return {"protected": False, "reason": "eval.protect_rounds is false: earlier rounds were not scored"}
+    if champion_report is None:
+        return {"protected": False, "reason": "no champion: this round is the first of its lineage"}
+    excluded = [{**e, "nothing_to_keep": e["reason"].startswith("base score 0.0 ")}
+                for e in champion_report.get("excluded", []) if e["role"] == "round"]
+    return {"protected": True, "against": f"the champion (version {champion_version})", "expected": expected,
+            "rounds": champion_report.get("round_tasks", []), "excluded": excluded, "max_round_drop": max_round_drop}

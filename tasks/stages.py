@@ -125,6 +125,14 @@ def fetch_champion(config, out_dir: Path) -> dict | None:
     return registry.download_champion(config.tracking.registered_model, config.gate.alias, out_dir)
 
 
+@json_task(name="fetch-earlier-rounds", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def fetch_earlier_rounds(config, champion_version: str, out_dir: Path) -> list[str]:
+    """The round records of the champion's lineage (it and every version it started from), as local
+    directories: the rows each earlier round was judged on."""
+    tracking.setup(config.tracking)
+    return registry.lineage_round_records(config.tracking.registered_model, champion_version, out_dir)
+
+
 @json_task(name="forgetting-report")
 def compare(config, before: dict, after: dict, out_file: Path) -> dict:
     return run_report(config, before, after, out_file)

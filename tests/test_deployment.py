@@ -88,10 +88,14 @@ def test_deployment_runs_through_a_process_worker_and_registers_a_version(server
                   *LENIENT_GATE, "tracking.registered_model=it-model"]
     prefect(env, "work-pool", "create", "nofrog-process", "--type", "process")
     prefect(env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "nightly-retrain")
-    prefect(env, "deployment", "run", "nofrog-retrain/nightly-retrain",
-            "--param", "config_path=null", "--param", f"overrides={json.dumps(overrides)}")
-    # The worker picks up the run, executes it in a subprocess from the repository root, then exits.
-    worker_log = prefect(env, "worker", "start", "--pool", "nofrog-process", "--run-once", timeout=900)
+
+    def nightly_round() -> str:
+        prefect(env, "deployment", "run", "nofrog-retrain/nightly-retrain",
+                "--param", "config_path=null", "--param", f"overrides={json.dumps(overrides)}")
+        # The worker picks up the run, executes it in a subprocess from the repository root, then exits.
+        return prefect(env, "worker", "start", "--pool", "nofrog-process", "--run-once", timeout=900)
+
+    worker_log = nightly_round()
 
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -112,3 +116,17 @@ def test_deployment_runs_through_a_process_worker_and_registers_a_version(server
     assert client.get_model_version_by_alias("it-model", "champion").version == version.version
     # The worker uploaded the model's weights through the MLflow server into its artifact store.
     assert list((tmp_path / "mlartifacts").rglob("model.safetensors"))
+
+    # The next night fine-tunes the champion (the deployment's start_from, no setting here) and its report
+    # judges round 1's held-out rows against the champion's own scores, in their own section.
+    worker_log = nightly_round()
+    second = max(client.search_model_versions("name='it-model'"), key=lambda v: int(v.version))
+    assert second.version != version.version and second.tags["started_from"] == f"champion v{version.version}", \
+        worker_log[-3000:]
+    summary = max((tmp_path / "runs").glob("*/run_summary.json"), key=lambda p: p.stat().st_mtime)
+    report = json.loads((summary.parent / "forgetting.json").read_text())
+    rounds = report["earlier_rounds"]
+    assert rounds["protected"] and rounds["expected"] == [f"round_v{version.version}"]
+    judged = [r["task"] for r in rounds["rounds"]] + [e["task"] for e in rounds["excluded"]]
+    assert judged == [f"round_v{version.version}"]
+    assert f"round_v{version.version}" in (summary.parent / "forgetting.md").read_text()

@@ -81,6 +81,20 @@ def test_rounds_register_versions_and_only_a_passing_one_becomes_champion(tiny_o
     for name in ("eval_base.json", "eval_champion.json", "forgetting_vs_champion.json"):
         assert (tmp_path / "runs" / run_dir.split("/")[-1] / name).exists(), name
     assert client.get_model_version_by_alias(model.name, "champion").version == v3.version
+    # It also protected what the champion's round taught: round 1's rows, scored by the champion and the
+    # candidate on the same items (the tiny model answers none of them, so there is nothing to keep).
+    rounds = third["report"]["earlier_rounds"]
+    assert rounds["protected"] and rounds["expected"] == [f"round_v{v1.version}"]
+    champion_eval = json.loads((tmp_path / "runs" / run_dir.split("/")[-1] / "eval_champion.json").read_text())
+    assert champion_eval["task_info"][f"round_v{v1.version}"]["role"] == "round"
+    assert set(record["item_ids"]) <= set(champion_eval["item_ids"][f"round_v{v1.version}"])  # round 1's rows
+    assert "earlier rounds" in third["gate"]["reason"] or rounds["excluded"]
+
+    # A fourth round, from v3: the lineage is v1 then v3; switched off, the report says so.
+    fourth = run(*lenient, "model.start_from=champion")
+    assert fourth["report"]["earlier_rounds"]["expected"] == [f"round_v{v1.version}", f"round_v{v3.version}"]
+    off = run(*lenient, "model.start_from=champion", "eval.protect_rounds=false", "data.seed=5")
+    assert not off["report"]["earlier_rounds"]["protected"]
 
 
 

@@ -3,7 +3,10 @@
 Definitions (docs/methods.md section 5):
 
 - Each task declares its metric and direction (`task_info` in the results) and a role:
-  `forgetting` (an old capability), `gain` (the new task) or `extra` (reported only).
+  `forgetting` (an old capability), `gain` (the new task), `extra` (reported only) or `round`
+  (an earlier retraining round's held-out rows: judged by its relative drop like a forgetting
+  task, but only against the champion that learned it, never against the base, which never
+  knew it, and never in the aggregate: `round_tasks`, `gate.decide_rounds`).
 - Forgetting of a task: the relative drop of its metric, sign-aware,
   `(before - after) / |before|` when higher is better, `(after - before) / |before|` when
   lower is better. Rolling text tasks are measured in bits per byte, linear in NLL.
@@ -39,7 +42,8 @@ import numpy as np
 from .. import splits
 from .metrics import METRICS, as_arrays
 
-ROLES = ("forgetting", "gain", "extra")
+ROLES = ("forgetting", "gain", "extra", "round")
+DROP_ROLES = ("forgetting", "round")  # judged by their relative drop
 
 
 def relative_drop(before, after, higher_is_better: bool):
@@ -125,7 +129,7 @@ def _task_row(task: str, spec: dict, b_items: dict, a_items: dict, before: dict,
     b_draws = metric.compute({k: v[index] for k, v in b_items.items()})
     a_draws = metric.compute({k: v[index] for k, v in a_items.items()})
     row = {"task": task, "metric": metric.name, "higher_is_better": hib, "before": b, "after": a, "items": n}
-    if spec["role"] == "forgetting":
+    if spec["role"] in DROP_ROLES:
         if not (math.isfinite(b) and b != 0):
             return None, f"base score {b} is 0 or undefined: no relative drop"
         # In accuracy-equivalent units where the metric has a harm scale (bits per byte moves several
@@ -164,6 +168,8 @@ def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: in
     draws = {role: [] for role in ROLES}
     excluded, split = [], {}
     for task, spec in info.items():
+        if spec["role"] == "round" and task not in before.get("task_info", {}):
+            continue  # an earlier round's rows, scored by the candidate; judged against the champion, not here
         paired = paired_items(task, before, after, part)
         result, reason = (None, paired) if isinstance(paired, str) else \
             _task_row(task, spec, *paired, before, after, resamples, rng, confidence, harm_scale)
@@ -175,7 +181,7 @@ def forgetting_report(before: dict, after: dict, resamples: int = 1000, seed: in
         rows[spec["role"]].append(result[0])
         draws[spec["role"]].append(result[1])
     report = {"forgetting_tasks": rows["forgetting"], "gain_tasks": rows["gain"], "other_tasks": rows["extra"],
-              "excluded": excluded, "resamples": resamples, "confidence": confidence, "seed": seed,
+              "round_tasks": rows["round"], "excluded": excluded, "resamples": resamples, "confidence": confidence, "seed": seed,
               "items_read": part, "split": split, "harm_scale": harm_scale}
     report.update(_aggregate(rows["forgetting"], draws["forgetting"], confidence))
     gains = [r["gain"] for r in rows["gain"]]
@@ -254,4 +260,24 @@ def render_markdown(report: dict, title: str = "Before vs after fine-tuning") ->
               f"[{_num(report['task_gain_ci'][0])}, {_num(report['task_gain_ci'][1])}]."]
     for entry in report["excluded"]:
         lines.append(f"Left out: {entry['task']} ({entry['role']}): {entry['reason']}.")
+    if "earlier_rounds" in report:
+        lines += ["", *render_earlier_rounds(report["earlier_rounds"])]
     return "\n".join(lines) + "\n"
+
+
+def render_earlier_rounds(rounds: dict) -> list[str]:
+    """The report's "earlier rounds" section: what each earlier round taught, before (the champion)
+    and after (this candidate), or why it was not judged."""
+    lines = ["#### Earlier rounds", ""]
+    if not rounds.get("protected"):
+        return lines + [f"Not judged: {rounds['reason']}."]
+    lines += [f"Each earlier round's held-out rows, judged against {rounds['against']} on the same items "
+              f"(gate.max_round_drop {rounds['max_round_drop']:g}).", "",
+              "| round | metric | champion | candidate | drop | interval | flips lost / won (McNemar p) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rounds["rounds"]:
+        lines.append(f"| {row['task']} | {row['metric']} | {_num(row['before'])} | {_num(row['after'])} "
+                     f"| {_pct(row['drop'])} | [{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] | {_flips(row)} |")
+    for entry in rounds.get("excluded", []):
+        lines.append(f"Not judged: {entry['task']}: {entry['reason']}.")
+    return lines

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import models, splits
+from .. import models, rounds, splits
 from ..data import load_examples, split_train_validation, configured_task_files
 from ..outputs import write_json
 from . import builtin, harness, yaml_tasks
@@ -56,6 +56,11 @@ def plan_tasks(eval_config, replay_available: bool) -> list[PlannedTask]:
                     seen.add(member)
                     planned.append(PlannedTask(member, "extra" if member in REPORTED_ONLY else role))
     return planned
+
+
+def protected_rounds(eval_config) -> list[Path]:
+    """The earlier rounds this evaluation scores (`eval.earlier_rounds`, unless `eval.protect_rounds` is off)."""
+    return [Path(d) for d in eval_config.earlier_rounds] if eval_config.protect_rounds else []
 
 
 def is_builtin(entry: str) -> bool:
@@ -189,6 +194,9 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
         infos[task.entry] = judged_metric(task.entry, [{"metric": declared.metric,
                                                         "higher_is_better": declared.higher_is_better}],
                                           None, ec.task_metrics)
+    for round_dir in protected_rounds(ec):
+        infos[rounds.round_task_name(round_dir)] = judged_metric(rounds.round_task_name(round_dir), [{"metric": "exact_match"}], None,
+                                                    ec.task_metrics)
     harness_names = harness_task_names(planned)
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
@@ -231,18 +239,25 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
         model, tokenizer, bos, pad, ec.batch_size, ec.max_length, config.train.loss_chunk_size,
         heldout_examples=None, replay_dir=config.replay.mix.dir, model_hash=model_ref.content_hash,
         base_replay_nll=lambda: base_replay_nll(config, config.replay.mix.dir))
+    context.part = part
+
+    def run_builtin(runner: str, name: str, role: str, split: bool, task_config: dict) -> None:
+        context.parts = lambda ids: item_parts(ids, split, ec)
+        task_started = time.time()
+        metrics, samples = builtin.BUILTIN_TASKS[runner].run(context)
+        ids, parts = samples.pop("item_id_all"), samples.pop("item_part_all")
+        entry = {"alias": name, **{_lm_eval_key(k): v for k, v in metrics.items()},
+                 "seconds": round(time.time() - task_started, 2)}
+        record(name, entry, samples, ids, parts, split, role, infos[name], 1, task_config)
+
     for task in (p for p in planned if is_builtin(p.entry)):
         if task.entry == "heldout_answers":
             context.heldout_examples = heldout_examples(config, tokenizer, bos)
-        split = split_always or is_shipped(task.entry, config)
-        context.parts = lambda ids, split=split: item_parts(ids, split, ec)
-        context.part = part
-        task_started = time.time()
-        metrics, samples = builtin.BUILTIN_TASKS[task.entry].run(context)
-        ids, parts = samples.pop("item_id_all"), samples.pop("item_part_all")
-        entry = {"alias": task.entry, **{_lm_eval_key(k): v for k, v in metrics.items()},
-                 "seconds": round(time.time() - task_started, 2)}
-        record(task.entry, entry, samples, ids, parts, split, task.role, infos[task.entry], 1, {})
+        run_builtin(task.entry, task.entry, task.role, split_always or is_shipped(task.entry, config), {})
+    for round_dir in protected_rounds(ec):
+        # An earlier round's held-out rows, scored as that round's gain task was; split like the user's tasks.
+        context.heldout_examples = rounds.round_examples(round_dir, tokenizer, bos, ec.max_length)
+        run_builtin(rounds.GAIN_TASK, rounds.round_task_name(round_dir), "round", split_always, {"source": str(round_dir)})
     out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
                      "batch_size": ec.batch_size, "max_length": ec.max_length, "items_scored": part,
                      "selection_fraction": ec.selection_fraction, "split_seed": ec.split_seed}
