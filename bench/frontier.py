@@ -63,9 +63,17 @@ def default_arm() -> fb.Arm:
                   fb.UNBIASED_TEMPERATURE, short_label="default")
 
 
+def asft_arm() -> fb.Arm:
+    """ASFT (arXiv 2509.23753): DFT's probability-weighted NLL plus a KL anchor to the base on the task
+    tokens at the authors' weight 0.1, at SFT's top LR (the paper trains ASFT at SFT's LR)."""
+    return fb.Arm("asft", f"ASFT (DFT + 0.1 x task KL), constant LR {fb.SFT_LR:g}",
+                  fb.constant(fb.SFT_LR) + ("train.objective=dft", "train.extra_terms={task_kl: 0.1}"),
+                  short_label="ASFT")
+
+
 def method_arms() -> list[fb.Arm]:
     finch = next(a for a in fb.method_arms(fb.SFT_LR) if a.name == "finch")
-    return [default_arm(), finch]
+    return [default_arm(), asft_arm(), finch]
 
 
 class FrontierBench(fb.Bench):

@@ -213,8 +213,10 @@ class FinchConfig(Section):
 
 
 class TrainConfig(Section):
-    objective: Literal["sft", "anchored"] = Field(
-        "sft", description="sft = completion cross-entropy; anchored = Anchored Learning (SFT reference, then KL)"
+    objective: Literal["sft", "dft", "anchored"] = Field(
+        "sft", description="sft = completion cross-entropy; dft = each completion token's cross-entropy weighted by "
+        "its probability (Dynamic Fine-Tuning; + extra_terms {task_kl: 0.1} = ASFT); anchored = Anchored Learning "
+        "(SFT reference, then KL)"
     )
     anchored: AnchoredConfig = Field(default_factory=AnchoredConfig)
     schedule: Literal["finch", "constant", "cosine"] = Field(

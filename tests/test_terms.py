@@ -107,3 +107,22 @@ def test_a_term_takes_its_settings_from_the_config(powered_term, tiny_config, tm
     with pytest.raises(ValueError, match=r"train.extra_terms.powered_task_nll: settings \{'exponent': 3\}"):
         run_training(tiny_config(*common, "train.extra_terms={powered_task_nll: {weight: 1, exponent: 3}}"),
                      tmp_path / "wrong")
+
+
+def test_dft_weights_each_token_by_its_probability_held_constant_in_the_gradient():
+    nll = torch.tensor([0.1, 2.0, 5.0], requires_grad=True)
+    build_term("task_dft")(nll, torch.zeros(3)).backward()
+    # d/d nll of sum p.detach() * nll = p: the unlikely token (nll 5) moves the model least.
+    assert torch.allclose(nll.grad, torch.exp(-nll.detach()))
+
+
+def test_asft_is_dft_plus_a_kl_anchor_to_the_base_on_the_task_tokens(tiny_config, tmp_path):
+    common = ("train.schedule=constant", "train.lr=1e-3", "train.max_steps=3", "train.checkpoint_every=0")
+    run_training(tiny_config(*common, "train.objective=dft", "train.extra_terms={task_kl: 0.1}"), tmp_path / "asft")
+    history = read_history(tmp_path / "asft" / "history.jsonl")
+    first, last = history[0], history[-1]
+    # Step 1: the model is the base, so the KL is 0; DFT's value is below the plain NLL (weights <= 1).
+    assert first["task_kl"] == pytest.approx(0.0, abs=1e-6) and first["task_dft"] < first["task_nll"]
+    assert first["loss"] == pytest.approx(first["task_dft"] + 0.1 * first["task_kl"], rel=1e-6)
+    # Then the model moved away from the base on the task tokens, and the anchor measured it.
+    assert last["task_kl"] > 1e-4 and last["task_nll"] < first["task_nll"]

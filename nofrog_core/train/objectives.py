@@ -28,6 +28,15 @@ def sft(trainer, base, steps: int, resume_phase: str | None) -> PhaseResult:
     return trainer.run_phase(Phase("train", steps, trainer.out_dir / "history.jsonl", task_terms=task_nll()), base)
 
 
+@OBJECTIVES.register("dft")
+def dft(trainer, base, steps: int, resume_phase: str | None) -> PhaseResult:
+    """Dynamic Fine-Tuning (terms/task_dft.py): one phase, each completion token's NLL weighted by its
+    probability; the plain NLL is logged beside it, not optimised. With `train.extra_terms: {task_kl: 0.1}`
+    it is ASFT."""
+    terms = [WeightedTerm(build_term("task_dft"), 1.0), *task_nll(0.0)]
+    return trainer.run_phase(Phase("train", steps, trainer.out_dir / "history.jsonl", task_terms=terms), base)
+
+
 @OBJECTIVES.register("anchored")
 def anchored(trainer, base, steps: int, resume_phase: str | None) -> PhaseResult:
     """Anchored Learning (docs/methods.md section 3): an SFT reference phase, then the student, restarted

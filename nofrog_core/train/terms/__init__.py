@@ -91,4 +91,4 @@ class WeightedTerm:
 
 
 # The registrations: one import per term file.
-from . import anchored_kl, replay_kl, replay_nll, task_nll  # noqa: E402,F401
+from . import anchored_kl, replay_kl, replay_nll, task_dft, task_kl, task_nll  # noqa: E402,F401
