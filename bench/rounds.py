@@ -84,7 +84,7 @@ class Rounds:
 
     def config(self, round_: dict, overrides=()):
         return load_config(fb.CONFIG, [*SCALE, f"data.path={round_['train']}", f"data.eval_file={round_['heldout']}",
-                                       f"replay.mix.dir={self.replay_dir}", *overrides])
+                                       f"replay.mix.dir={self.replay_dir}", *self.args.set, *overrides])
 
     def prepare(self) -> None:
         if not (self.replay_dir / "metadata.json").exists():
@@ -119,10 +119,11 @@ class Rounds:
         report = run_report(eval_config, self.base_eval(round_), after, out / "forgetting.json")
         section = None
         if earlier:
-            # The champion's own scores on the earlier rounds, on the same items: only the round tasks.
-            champion_config = self.config(round_, ["eval.forgetting_tasks=[]", "eval.gain_tasks=[]", *rounds_overrides])
+            # The champion's own scores on the earlier rounds, on the same items: the round tasks (and the new
+            # task's rows, which are cheap), not the general suite.
+            champion_config = self.config(round_, rounds_overrides)
             champion_eval = run_evaluation(champion_config, out / "eval_champion_rounds.json", model=champion,
-                                           part="test")
+                                           tasks=["heldout_answers"], part="test")
             vs_champion = run_report(champion_config, champion_eval, after, out / "forgetting_vs_champion.json")
             section = earlier_rounds_section(True, [round_task_name(d) for d in earlier], "previous round",
                                              vs_champion, config.gate.max_round_drop)
@@ -181,6 +182,7 @@ def summarise(chains: dict[str, dict[int, list[dict]]], seeds: list[int]) -> dic
         for number in range(1, 4):
             per_seed = [by_seed[s][number - 1] for s in seeds]
             rows[number] = {
+                "task": per_seed[0]["task"],
                 "exact_match": comparison.seed_spread([r["exact_match"] for r in per_seed]),
                 "forgetting_clipped": comparison.seed_spread([r["forgetting_clipped"] for r in per_seed]),
                 "world_knowledge_drop": comparison.seed_spread([r["world_knowledge_drop"] for r in per_seed]),
@@ -245,7 +247,7 @@ def markdown(summary: dict) -> str:
     for name, chain in summary["chains"].items():
         for number, row in chain["rounds"].items():
             earlier = "; ".join(f"{t} {fmt(s)}" for t, s in row["earlier"].items()) or "-"
-            lines.append(f"| {name} | {number} | {fmt(row['exact_match'])} | {earlier} | "
+            lines.append(f"| {name} | {number} ({row['task']}) | {fmt(row['exact_match'])} | {earlier} | "
                          f"{fmt(row['forgetting_clipped'], True)} | {fmt(row['world_knowledge_drop'], True)} | "
                          f"{row['adopted']} |")
     lines += ["", "After the last round, each earlier round's exact match as a fraction of what it was right after "
@@ -257,13 +259,15 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(frontier.FRESH_SEEDS))
     parser.add_argument("--chains", nargs="+", default=["sft", "default", PROTECTED])
     parser.add_argument("--work", type=Path, default=fb.WORK / "rounds")
     parser.add_argument("--results", type=Path, default=fb.ROOT / "bench" / "results" / "rounds")
-    args = parser.parse_args()
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another override for every run (a smaller model or budget, for a quick check)")
+    args = parser.parse_args(argv)
     if set(args.seeds) & set(SCREENING_SEEDS):
         raise SystemExit(f"--seeds {args.seeds}: seeds {list(SCREENING_SEEDS)} screen recipes; claims need fresh seeds")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -273,8 +277,8 @@ def main() -> None:
     for seed in args.seeds:
         for name in args.chains:
             chains[name][seed] = bench.chain(name, seed)
-    summary = {"command": " ".join(["python bench/rounds.py", *sys.argv[1:]]), "items": "test", "seeds": args.seeds,
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "scale": list(SCALE),
+    summary = {"command": " ".join(["python bench/rounds.py", *(sys.argv[1:] if argv is None else argv)]), "items": "test", "seeds": args.seeds,
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "scale": [*SCALE, *args.set],
                "chain_overrides": {k: list(v) for k, v in CHAINS.items()},
                "max_round_drop": load_config(fb.CONFIG).gate.max_round_drop,
                "chains": summarise(chains, args.seeds),

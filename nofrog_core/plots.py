@@ -41,6 +41,9 @@ def plot_forgetting(report: dict, out_path: Path, max_forgetting: float | None =
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(labels)))
     y = list(range(len(labels)))[::-1]
     for position, point, (low, high) in zip(y, points, cis):
+        if point is None or low is None:  # an aggregate with no usable forgetting task (report: null, with why)
+            ax.annotate("not computed", (0, position), fontsize=8, color="tab:red")
+            continue
         ax.errorbar(100 * point, position, xerr=[[100 * (point - low)], [100 * (high - point)]], fmt="o",
                     color="tab:blue" if position > 1 else "tab:red", capsize=4)
     ax.axvline(0, color="grey", linewidth=0.8)
@@ -50,7 +53,8 @@ def plot_forgetting(report: dict, out_path: Path, max_forgetting: float | None =
     ax.set_yticks(y, labels)
     ax.set_xlabel(f"relative drop, % (right = worse; bars: {report.get('confidence', 0.95):.0%} paired bootstrap)")
     gain, (low, high) = report["task_gain"], report["task_gain_ci"]
-    ax.set_title(f"Forgetting per task; task gain {gain:+.3g} [{low:+.3g}, {high:+.3g}]")
+    gain_text = "not computed" if gain is None else f"{gain:+.3g} [{low:+.3g}, {high:+.3g}]"
+    ax.set_title(f"Forgetting per task; task gain {gain_text}")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
