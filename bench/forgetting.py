@@ -132,6 +132,10 @@ def method_arms(sft_lr: float) -> list[Arm]:
             sft_schedule + ("train.objective=anchored", "train.max_steps=null",
                             "train.anchored.snapshot_every_epochs=5", "train.anchored.outer_iterations=5"),
             max_seeds=2),
+        # Anchored Learning's student trains 25 epochs (150 steps here) after its 3-epoch SFT reference; plain
+        # SFT for as long tells "Anchored Learning forgets more than SFT" apart from "it trains 8x longer".
+        Arm("sft_anchored_budget", "(8c) SFT for Anchored Learning's 25 student epochs",
+            sft_schedule + ("train.max_steps=null", "train.epochs=25"), max_seeds=2),
         Arm("finch_replay_kl", "(9) FINCH + replay + KL", finch_schedule + replay_knobs(0.25, 1.0, 1.0),
             UNBIASED_TEMPERATURE,
             knobs={"replay_ratio": 0.25, "replay_weight": 1.0, "replay_kl_weight": 1.0, "temperature": 1.0}),
@@ -575,7 +579,7 @@ PAIRS = [("finch", "sft"), ("finch", "sft_finch_mean_lr"), ("sft_finch_mean_lr",
          ("llrd_freeze", "sft"), ("llrd_freeze_frozen_emb", "llrd_freeze"), ("lora", "sft"), ("osf", "sft"),
          ("default_recipe_fit", "sft"), ("default_recipe_llrd", "default_recipe"), ("default_recipe_llrd", "sft"),
          ("default_recipe_llrd_fit", "sft"), ("default_recipe_llrd", "llrd_freeze_frozen_emb"),
-         ("anchored_paper", "sft")]
+         ("anchored_paper", "sft"), ("anchored_paper", "sft_anchored_budget"), ("sft_anchored_budget", "sft")]
 
 
 def paired_comparisons(rows: dict, seeded_arms: list[str]) -> list[dict]:

@@ -52,7 +52,7 @@ def test_every_arm_is_a_valid_config_with_the_same_budget(bench_module, bench):
     assert len({a.name for a in arms}) == len(arms)
     configs = {arm.name: arm_config(bench, arm) for arm in arms}
     for name, config in configs.items():
-        steps = None if name == "anchored_paper" else 18  # the paper's schedule sets its own length
+        steps = None if name in ("anchored_paper", "sft_anchored_budget") else 18  # their own length (epochs)
         assert (config.train.max_steps, config.train.batch_size, config.data.demo_people) == (steps, 8, 16), name
         assert config.train.seed == (1 if name.endswith("_seed1") else 0), name
         assert config.tracking.experiment == bench_module.EXPERIMENT
