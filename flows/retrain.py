@@ -147,6 +147,19 @@ def judge_earlier_rounds(config, run_dir: Path, champion: dict, champion_eval: d
     return report, passed.as_dict()
 
 
+def stage_engines(config) -> dict:
+    """What ran each heavy stage, and on how many workers: the replay set's own record (a cached set says
+    how it was made), Ray Train's workers, the evaluation's."""
+    replay = None
+    if config.replay.mix.dir and (Path(config.replay.mix.dir) / "metadata.json").exists():
+        meta = json.loads((Path(config.replay.mix.dir) / "metadata.json").read_text())
+        replay = {"engine": meta["backend"], "workers": meta.get("engines", 1)}
+    workers = config.compute.num_workers
+    return {"replay": replay,
+            "fine_tune": {"engine": "ray_train" if workers else "in_process", "workers": max(1, workers)},
+            "evaluate": {"engine": "ray" if config.eval.workers > 1 else "in_process", "workers": config.eval.workers}}
+
+
 def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
     logger = get_run_logger()
     base = clock("prepare_base_model", stages.prepare_base_model, config)
@@ -213,7 +226,8 @@ def run_stages(config, run_dir: Path, clock: StageClock) -> dict:
                              key="forgetting-report", description="Forgetting table and gate decision")
     summary = {"run_dir": str(run_dir), "mlflow_run_id": run_id, "base_model": base, "report": report,
                "gate": decision, "registered": registered, "train_steps": train["steps"],
-               "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds}
+               "champion_report": champion_report, "fit": fitted, "stage_seconds": clock.seconds,
+               "stage_engines": stage_engines(config)}
     # What the run decided and how long each stage took, beside its files (scripts read it).
     brief = {k: v for k, v in summary.items() if k not in ("report", "champion_report")}
     write_results(json.loads(json.dumps(brief, default=str)), run_dir / SUMMARY_FILE)  # marks the run finished

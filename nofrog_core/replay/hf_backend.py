@@ -21,16 +21,23 @@ def batch_seed(run_seed: int, batch_index: int) -> int:
     return (run_seed * 1_000_003 + batch_index) % (2**63)
 
 
+def batch_count(count: int, batch_size: int) -> int:
+    return math.ceil(count / batch_size)
+
+
 @torch.no_grad()
-def generate(model, tokenizer, bos_token_id: int, count: int, params, seed: int) -> list[RawSample]:
-    """`count` samples from [BOS]; samples in a batch are independent draws of one RNG stream."""
+def generate(model, tokenizer, bos_token_id: int, count: int, params, seed: int,
+             batches: range | None = None) -> list[RawSample]:
+    """`count` samples from [BOS]; samples in a batch are independent draws of one RNG stream.
+    `batches`: generate only these batch indices of the `count` samples (one engine's shard)."""
     model.eval()
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     sampling = params.temperature > 0
     samples: list[RawSample] = []
-    batches = math.ceil(count / params.batch_size)
-    for index in tqdm(range(batches), desc="replay (hf)", unit="batch"):
+    if batches is None:
+        batches = range(batch_count(count, params.batch_size))
+    for index in tqdm(batches, desc="replay (hf)", unit="batch"):
         size = min(params.batch_size, count - index * params.batch_size)
         torch.manual_seed(batch_seed(seed, index))
         prompt = torch.full((size, 1), bos_token_id, dtype=torch.long)

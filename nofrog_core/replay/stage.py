@@ -67,11 +67,26 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     staging.rename(path)
 
 
-def generate_samples(config, base: models.ModelRef, tokenizer, bos_token_id: int
-                     ) -> tuple[str, list[hf_backend.RawSample], float]:
-    """(backend used, raw samples, generation seconds) with vLLM when asked for or available."""
+def sample_count(replay_config) -> int:
+    """Samples drawn: the training ones and the held-out ones after them."""
+    return replay_config.num_samples + math.ceil(replay_config.num_samples * replay_config.heldout_fraction)
+
+
+def generate_samples(config, base: models.ModelRef, bos_token_id: int) -> tuple[str, list[hf_backend.RawSample], float]:
+    """(backend used, raw samples, generation seconds) with vLLM when asked for or available; on
+    `replay.engines` Ray tasks when more than one (replay/sharded.py: the same samples)."""
+    if config.replay.engines > 1:
+        from .sharded import generate_on_ray
+
+        return generate_on_ray(config, base, bos_token_id, sample_count(config.replay))
+    return engine_samples(config, base, bos_token_id, sample_count(config.replay))
+
+
+def engine_samples(config, base: models.ModelRef, bos_token_id: int, count: int, shard: range | None = None
+                   ) -> tuple[str, list[hf_backend.RawSample], float]:
+    """One engine's samples: all `count`, or the `shard` of their indices (whole hf batches), drawn
+    exactly as in a run of all of them."""
     rc = config.replay
-    count = rc.num_samples + math.ceil(rc.num_samples * rc.heldout_fraction)
     if rc.backend in ("auto", "vllm"):
         try:
             llm = vllm_backend.start_engine(base.path, engine_dtype(rc.vllm_dtype, config.model.dtype), rc, rc.seed,
@@ -83,13 +98,14 @@ def generate_samples(config, base: models.ModelRef, tokenizer, bos_token_id: int
         else:
             try:
                 started = time.time()
-                samples = vllm_backend.generate(llm, bos_token_id, count, rc, rc.seed)
+                samples = vllm_backend.generate(llm, bos_token_id, count, rc, rc.seed, shard)
                 return "vllm", samples, time.time() - started
             finally:
                 vllm_backend.shutdown(llm)
-    model = models.load_model(base, config.model)
+    model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    batches = None if shard is None else range(shard.start // rc.batch_size, math.ceil(shard.stop / rc.batch_size))
     started = time.time()
-    samples = hf_backend.generate(model, tokenizer, bos_token_id, count, rc, rc.seed)
+    samples = hf_backend.generate(model, tokenizer, bos_token_id, count, rc, rc.seed, batches)
     return "hf", samples, time.time() - started
 
 
@@ -107,7 +123,7 @@ def run_replay(config, out_dir: Path) -> dict:
 
     tokenizer = models.load_tokenizer(base, config.model)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base))
-    backend, raw, wall = generate_samples(config, base, tokenizer, bos.token_id)
+    backend, raw, wall = generate_samples(config, base, bos.token_id)
     key = request_key(base.content_hash, backend, rc)
     num_heldout = len(raw) - rc.num_samples
 
@@ -131,7 +147,7 @@ def run_replay(config, out_dir: Path) -> dict:
         "backend": backend,
         "dtype": engine_dtype(rc.vllm_dtype, config.model.dtype) if backend == "vllm" else config.model.dtype,
         "bos_token_id": bos.token_id, "bos_source": bos.source, "prompt_token_ids": [bos.token_id],
-        "sampling": key["sampling"], "seed": rc.seed, "batch_size": rc.batch_size,
+        "sampling": key["sampling"], "seed": rc.seed, "batch_size": rc.batch_size, "engines": rc.engines,
         "num_samples": len(train), "num_heldout": len(heldout), "requested_samples": rc.num_samples,
         "duplicate_rate": 1 - len(set(texts)) / len(texts) if texts else 0.0,
         "filtered": dict(dropped),

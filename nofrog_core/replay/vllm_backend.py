@@ -47,17 +47,20 @@ def start_engine(model_dir: Path, dtype: str, params, seed: int, trust_remote_co
         raise VllmUnavailable(f"the vLLM engine could not start: {err}") from err
 
 
-def generate(llm, bos_token_id: int, count: int, params, seed: int) -> list[RawSample]:
+def generate(llm, bos_token_id: int, count: int, params, seed: int, indices: range | None = None) -> list[RawSample]:
+    """`count` samples from [BOS], sample i drawn with its own seed; `indices`: only these samples (one
+    engine's shard), the same draws as in a run of all `count`."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    indices = range(count) if indices is None else indices
     sampling = [
         SamplingParams(n=1, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0,
                        max_tokens=params.max_new_tokens, min_tokens=params.min_new_tokens,
                        seed=sample_seed(seed, i), skip_special_tokens=False)
-        for i in range(count)
+        for i in indices
     ]
-    prompts = [TokensPrompt(prompt_token_ids=[bos_token_id]) for _ in range(count)]
+    prompts = [TokensPrompt(prompt_token_ids=[bos_token_id]) for _ in indices]
     outputs = llm.generate(prompts, sampling, use_tqdm=True)
     samples = []
     for output in outputs:

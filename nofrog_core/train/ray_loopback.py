@@ -68,6 +68,22 @@ def local_cluster(num_cpus: int, setup_hook: str | None = None):
         ray_constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
+@contextlib.contextmanager
+def connected(address: str):
+    """The existing cluster at `address`, for the length of the block."""
+    ray.init(address=address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster(address: str | None, num_cpus: int, setup_hook: str | None = None):
+    """The cluster a stage runs on: the one at `address` (compute.ray_address), else a local one of
+    `num_cpus` on 127.0.0.1; a context manager for the length of the stage."""
+    return connected(address) if address else local_cluster(num_cpus, setup_hook)
+
+
 def on_loopback_only() -> bool:
     """Whether every live node of the connected cluster is this machine's loopback node."""
     return all(node["NodeManagerAddress"] == LOOPBACK for node in ray.nodes() if node["Alive"])

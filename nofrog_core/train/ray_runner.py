@@ -8,7 +8,6 @@ dies, `FailureConfig(max_failures)` restarts the group from the latest one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -31,18 +30,6 @@ PLACEMENT_GROUP_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.pl
 def quiet_placement_group_cleaner() -> None:
     """Ray's worker_process_setup_hook for the local cluster: runs in every worker process it starts."""
     logging.getLogger(PLACEMENT_GROUP_CLEANER_LOGGER).setLevel(logging.ERROR)
-
-
-@contextlib.contextmanager
-def connected(address: str):
-    """The existing cluster at `address`, for the length of the block."""
-    import ray
-
-    ray.init(address=address)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _train_worker(loop_config: dict) -> None:
@@ -75,13 +62,12 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from .ray_loopback import LoopbackTorchConfig, local_cluster, on_loopback_only
+    from .ray_loopback import LoopbackTorchConfig, cluster, on_loopback_only
 
     compute = config.compute
     if not ray.is_initialized():  # else a caller's cluster (a test's, a notebook's): use it, leave it running
-        cluster = connected(compute.ray_address) if compute.ray_address else local_cluster(
-            compute.num_workers * compute.cpus_per_worker, f"{__name__}.quiet_placement_group_cleaner")
-        with cluster:
+        with cluster(compute.ray_address, compute.num_workers * compute.cpus_per_worker,
+                     f"{__name__}.quiet_placement_group_cleaner"):
             return train_with_ray(config, out_dir, hooks)
     storage = Path(compute.storage_path or out_dir / "ray").resolve()
     trainer = TorchTrainer(
