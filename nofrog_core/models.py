@@ -202,6 +202,11 @@ def load_model(ref: ModelRef, config: ModelConfig):
                          "re-export or re-download it") from None
 
 
+def placed(model, use_gpu: bool):
+    """The model on the GPU when `compute.use_gpu` asks for one and torch sees it, else where it is (CPU)."""
+    return model.to("cuda") if use_gpu and torch.cuda.is_available() else model
+
+
 def load_model_and_tokenizer(ref: ModelRef, config: ModelConfig):
     return load_model(ref, config), load_tokenizer(ref, config)
 

@@ -217,6 +217,7 @@ def evaluate_model(model_ref: models.ModelRef, config, tasks: list[str] | None =
     harness_names = [n for n in harness_task_names(planned) if only is None or n in only]
     started = time.time()
     model, tokenizer = models.load_model_and_tokenizer(model_ref, config.model)
+    model = models.placed(model, config.compute.use_gpu)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(model_ref)).token_id
     pad = models.pad_token_id(tokenizer)
     out = {"results": {}, "versions": {}, "configs": {}, "n-samples": {}, "task_info": {}, "samples": {},
@@ -363,6 +364,7 @@ def base_replay_nll(config, replay_dir: Path) -> list[float]:
         raise ValueError(f"replay_kl: the model at {path} (sha256 {base.content_hash[:16]}) is not the base the "
                          f"replay samples came from (sha256 {str(expected)[:16]}); regenerate the replay set")
     model, tokenizer = models.load_model_and_tokenizer(base, config.model)
+    model = models.placed(model, config.compute.use_gpu)
     bos = models.resolve_bos(tokenizer, config.model.bos_token_id, models.config_bos_token_id(base)).token_id
     nll, _ = builtin.heldout_replay_nll(model, bos, config.eval.max_length, config.eval.batch_size,
                                         models.pad_token_id(tokenizer), config.train.loss_chunk_size, replay_dir,

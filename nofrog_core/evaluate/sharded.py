@@ -62,7 +62,7 @@ def evaluate_on_ray(model_ref, config, tasks: list[str] | None, part: str) -> di
         with cluster(config.compute.ray_address, ec.workers * ec.cpus_per_worker):
             return evaluate_on_ray(model_ref, config, tasks, part)
     planned = evaluation_tasks(config, tasks)
-    worker = ray.remote(num_cpus=ec.cpus_per_worker)(_worker)
+    worker = ray.remote(num_cpus=ec.cpus_per_worker, num_gpus=1 if config.compute.use_gpu else 0)(_worker)
     started = time.time()
     parts = ray.get([worker.remote(model_ref, config, tasks, part, share, os.getcwd())
                      for share in deal(planned, ec.workers)])

@@ -236,7 +236,11 @@ class Trainer:
                    "resumed_from_step": result.resumed_from_step,
                    "stopped_early_at": result.stopped_early_at, "kept_step": result.kept_step,
                    "monitor_baseline": result.monitor_baseline, "replay_passes": round(passes, 3),
-                   "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size}
+                   "wall_seconds": round(time.time() - started, 2), "world_size": self.world.size,
+                   # Where it ran (bench/gpu_check.sh reads these): the device, the matmul precision, the
+                   # workers' process group (gloo on CPU, nccl on GPUs; none in one process).
+                   "device": str(self.world.device), "precision": self.tc.precision,
+                   "process_group": torch.distributed.get_backend() if torch.distributed.is_initialized() else None}
         if self.world.is_main:
             # Exported into a staging directory, then renamed: a run killed mid-export leaves no
             # half-written model/, and its rerun resumes from the last checkpoint.
