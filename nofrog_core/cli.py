@@ -186,7 +186,7 @@ def gate(
     """
     from . import tracking
     from .evaluate.stage import decide_with, report_with
-    from .registry import apply_gate, registry_versions_of_run
+    from .model_registry import apply_gate, registry_versions_of_run
 
     with user_errors():
         cfg = _config(config, overrides)

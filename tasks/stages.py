@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 
-from nofrog_core import models, registry, tracking
+from nofrog_core import model_registry, models, tracking
 from nofrog_core.data import configured_task_files
 from nofrog_core.evaluate.fit_strategies import FIT_STRATEGIES
 from nofrog_core.evaluate.stage import decide_with, run_evaluation, run_report
@@ -122,7 +122,7 @@ def fine_tune(config, out_dir: Path) -> dict:
 def fetch_champion(config, out_dir: Path) -> dict | None:
     """The current champion as a local HF directory ({model_dir, version}), or None without one."""
     tracking.setup(config.tracking)
-    return registry.download_champion(config.tracking.registered_model, config.gate.alias, out_dir)
+    return model_registry.download_champion(config.tracking.registered_model, config.gate.alias, out_dir)
 
 
 @json_task(name="fetch-earlier-rounds", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
@@ -130,7 +130,7 @@ def fetch_earlier_rounds(config, champion_version: str, out_dir: Path) -> list[s
     """The round records of the champion's lineage (it and every version it started from), as local
     directories: the rows each earlier round was judged on."""
     tracking.setup(config.tracking)
-    return registry.lineage_round_records(config.tracking.registered_model, champion_version, out_dir)
+    return model_registry.lineage_round_records(config.tracking.registered_model, champion_version, out_dir)
 
 
 @json_task(name="forgetting-report")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from nofrog_core import registry, tracking
+from nofrog_core import model_registry, tracking
 from nofrog_core.config import dump_config
 from nofrog_core.rounds import ROUND_DIR
 from .json_results import json_task
@@ -45,15 +45,15 @@ def log_run(config, run_dir: Path, base: dict, train: dict, before: dict, after:
 def register_and_gate(config, run_id: str, model_dir: str, report: dict, gate: dict, lineage: dict) -> dict:
     """Registers the candidate (tags: figures, gate, lineage) and moves the alias only if it passed."""
     tracking.setup(config.tracking)
-    decision = registry.GateDecision(gate["passed"], gate["reason"])
+    decision = model_registry.GateDecision(gate["passed"], gate["reason"])
     if config.eval.judge_items != "test":
         # A screen reads selection items to choose among recipes: its verdict never ships a model.
-        decision = registry.GateDecision(False, f"judged on {config.eval.judge_items} items "
+        decision = model_registry.GateDecision(False, f"judged on {config.eval.judge_items} items "
                                                 f"(eval.judge_items): never promoted; the gate said {gate['reason']}")
     name = config.tracking.registered_model
-    version = registry.register_candidate(run_id, model_dir, name, registry.version_tags(report, decision, lineage))
+    version = model_registry.register_candidate(run_id, model_dir, name, model_registry.version_tags(report, decision, lineage))
     with tracking.store_lock(config.tracking):  # two runs finishing at once read and move the alias in turn
-        alias_move = registry.apply_gate(name, version, decision, config.gate.alias)
+        alias_move = model_registry.apply_gate(name, version, decision, config.gate.alias)
     return {"registered_model": name, "version": version, "promoted": decision.passed, "alias": config.gate.alias,
             "alias_move": alias_move}
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from nofrog_core.history import read_history
-from nofrog_core.train.ray_loopback import local_cluster
+from nofrog_core.ray_cluster import local_cluster
 from nofrog_core.train.stage import run_training
 from tests import fault_injection
 from tests.fault_injection import KillWorkerAt

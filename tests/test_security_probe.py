@@ -88,7 +88,7 @@ def test_the_local_ray_cluster_listens_on_loopback_only():
 
     from ray._private import ray_constants
 
-    from nofrog_core.train.ray_loopback import CLUSTER_SWITCH, local_cluster
+    from nofrog_core.ray_cluster import CLUSTER_SWITCH, local_cluster
     from tests.listeners import ListenerWatch
 
     ray = pytest.importorskip("ray")

@@ -54,7 +54,7 @@ def evaluate_on_ray(model_ref, config, tasks: list[str] | None, part: str) -> di
     """`evaluate_model` on `eval.workers` Ray tasks (compute.ray_address, else a local cluster on 127.0.0.1)."""
     import ray
 
-    from ..train.ray_loopback import cluster
+    from ..ray_cluster import cluster
     from .runner import evaluation_tasks
 
     ec = config.eval

@@ -6,7 +6,7 @@ request from the run seed and the sample's index (`vllm_backend.sample_seed`), a
 seeds each batch from its index (`hf_backend.batch_seed`). The shards are contiguous runs of whole
 hf batches, so both backends draw the same set with any number of engines (tests/test_replay.py
 compares one engine with two). On a machine without `compute.ray_address`, the tasks run on a local
-Ray cluster that listens on 127.0.0.1 only (train/ray_loopback.py); one engine per GPU node on a real
+Ray cluster that listens on 127.0.0.1 only (ray_cluster.py); one engine per GPU node on a real
 cluster is the same code with `cpus_per_engine` and a GPU resource.
 """
 
@@ -39,7 +39,7 @@ def generate_on_ray(config, base, bos_token_id: int, count: int) -> tuple[str, l
     """(backend, the `count` samples in index order, wall seconds) from `replay.engines` Ray tasks."""
     import ray
 
-    from ..train.ray_loopback import cluster
+    from ..ray_cluster import cluster
 
     rc = config.replay
     if not ray.is_initialized():  # else a caller's cluster: use it, leave it running

@@ -1,7 +1,7 @@
 """Data-parallel training on Ray Train: one TorchTrainer, N workers, the same Trainer loop.
 
 A local Ray cluster sized to the job starts by default, listening on 127.0.0.1 only
-(ray_loopback); `compute.ray_address` (or $RAY_ADDRESS) connects to an existing one. Workers talk through gloo on
+(ray_cluster.py); `compute.ray_address` (or $RAY_ADDRESS) connects to an existing one. Workers talk through gloo on
 CPU and nccl on GPU. Checkpoints go through `ray.train.report`; after a worker
 dies, `FailureConfig(max_failures)` restarts the group from the latest one.
 """
@@ -62,7 +62,7 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from .ray_loopback import LoopbackTorchConfig, cluster, on_loopback_only
+    from ..ray_cluster import LoopbackTorchConfig, cluster, on_loopback_only
 
     compute = config.compute
     if not ray.is_initialized():  # else a caller's cluster (a test's, a notebook's): use it, leave it running
@@ -76,7 +76,7 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
                            "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=compute.num_workers, use_gpu=compute.use_gpu,
                                      resources_per_worker={"CPU": compute.cpus_per_worker}),
-        # On a cluster of this machine alone, the workers meet on 127.0.0.1 (ray_loopback); else as Ray sets up.
+        # On a cluster of this machine alone, the workers meet on 127.0.0.1 (ray_cluster.py); else as Ray sets up.
         torch_config=(LoopbackTorchConfig if on_loopback_only() else TorchConfig)(
             backend="nccl" if compute.use_gpu else "gloo"),
         run_config=RunConfig(name="train", storage_path=str(storage),

@@ -1,4 +1,5 @@
-"""A Ray cluster and a torch process group that listen on 127.0.0.1 only.
+"""A Ray cluster and a torch process group that listen on 127.0.0.1 only: what every stage that runs on
+Ray (training, replay engines, evaluation workers) starts or joins.
 
 The local cluster nofrog starts (no `compute.ray_address`) serves one machine, so nothing in it needs
 a routable address. Three things would listen on every interface by default, each fixed here:

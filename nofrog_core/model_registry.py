@@ -1,4 +1,6 @@
-"""The MLflow model registry: register candidates, tag them, move the alias (the rule is in gate.py)."""
+"""The MLflow model registry: register candidates, tag them, move the alias (the rule is in gate.py).
+
+Model versions, not names: the registries of registries.py hold loss terms, tasks and metrics."""
 
 from __future__ import annotations
 
