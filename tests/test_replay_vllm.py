@@ -25,8 +25,3 @@ def test_vllm_engine_draws_distinct_reproducible_samples_from_bos(tiny_config, t
     assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "b" / "samples.jsonl").read_bytes()
     assert again["reused"] is False and run_replay(config, tmp_path / "a")["reused"] is True
 
-    # Two engines, each a Ray task on half of the sample indices: the same set, byte for byte.
-    two = run_replay(config.with_values({"replay.engines": 2}), tmp_path / "c")
-    assert two["backend"] == "vllm" and two["engines"] == 2
-    assert (tmp_path / "a" / "samples.jsonl").read_bytes() == (tmp_path / "c" / "samples.jsonl").read_bytes()
-    assert (tmp_path / "a" / "heldout.jsonl").read_bytes() == (tmp_path / "c" / "heldout.jsonl").read_bytes()
