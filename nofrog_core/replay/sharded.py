@@ -5,7 +5,7 @@ Every sample's randomness is fixed by its index, not by the engine that draws it
 request from the run seed and the sample's index (`vllm_backend.sample_seed`), and the hf backend
 seeds each batch from its index (`hf_backend.batch_seed`). The shards are contiguous runs of whole
 hf batches, so both backends draw the same set with any number of engines (tests/test_replay.py
-compares one engine with two). On a machine without `compute.ray_address`, the tasks run on a local
+compares one engine with two on hf; on vLLM the same comparison was byte-identical, docs/pipeline.md). On a machine without `compute.ray_address`, the tasks run on a local
 Ray cluster that listens on 127.0.0.1 only (ray_cluster.py); one engine per GPU node on a real
 cluster is the same code with `cpus_per_engine` and a GPU resource.
 """
