@@ -75,3 +75,29 @@ def test_paired_seed_difference_matches_a_paired_t_interval():
     assert comparison.paired_seed_difference([0.1], [0.0])["ci"] == [pytest.approx(float("nan"), nan_ok=True)] * 2
     same = comparison.paired_seed_difference([0.4, 0.5], [0.442, 0.542])  # one exact-match step at both seeds
     assert same["ci"][0] == pytest.approx(same["ci"][1]) and not same["exceeds_noise"]
+
+
+def test_a_curve_is_read_linearly_between_its_traced_points_and_never_extrapolated():
+    from nofrog_core.evaluate.comparison import curve_value_at
+
+    curve = [(0.06, 0.5), (0.02, 0.2), (0.04, 0.35)]  # SFT's (forgetting, gain) at three LRs, any order
+    assert curve_value_at(curve, 0.03) == pytest.approx(0.275)
+    assert curve_value_at(curve, 0.06) == pytest.approx(0.5)
+    assert math.isnan(curve_value_at(curve, 0.01)) and math.isnan(curve_value_at(curve, 0.07))
+    assert curve_value_at([(0.02, 0.2), (0.02, 0.4), (0.04, 0.5)], 0.02) == pytest.approx(0.3)  # ties averaged
+
+
+def test_a_method_is_compared_with_the_curve_at_its_own_forgetting_and_gain_paired_by_seed():
+    from nofrog_core.evaluate.comparison import matched_to_curve
+
+    curve = {3: [(0.02, 0.2), (0.06, 0.6)], 4: [(0.02, 0.1), (0.06, 0.5)], 5: [(0.02, 0.2), (0.06, 0.4)]}
+    # Seed 3: at forgetting 0.04 SFT gains 0.4, the method 0.5 (+0.1); seed 4: 0.3 vs 0.4 (+0.1); seed 5 lies
+    # outside the traced range (forgetting 0.01) and does not count.
+    method = {3: (0.04, 0.5), 4: (0.04, 0.4), 5: (0.01, 0.3)}
+    result = matched_to_curve(method, curve)
+    at_forgetting = result["gain_at_matched_forgetting"]
+    assert at_forgetting["values"] == pytest.approx([0.1, 0.1]) and at_forgetting["seeds_outside"] == [5]
+    # At the method's gain SFT forgets 0.05, 0.05 and 0.04: the method forgets 0.01, 0.01 and 0.03 less (seed
+    # 5's gain lies inside its curve's range).
+    at_gain = result["forgetting_at_matched_gain"]
+    assert at_gain["values"] == pytest.approx([-0.01, -0.01, -0.03]) and at_gain["seeds_outside"] == []
