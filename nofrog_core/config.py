@@ -482,9 +482,23 @@ class ComputeConfig(Section):
         description="an existing Ray cluster to train on; empty = $RAY_ADDRESS, else a local cluster",
     )
     max_failures: int = Field(2, ge=0, description="Ray Train restarts from the latest checkpoint after a failure")
-    storage_path: Path | None = Field(
-        None, description="Ray Train run storage (checkpoints); empty = OUT/ray. Shared storage on a multi-node cluster"
+    storage_path: str | None = Field(
+        None, description="Ray Train run storage (checkpoints): a local path or a URI (file://, s3://, gs://, "
+        "anything pyarrow's filesystems read); empty = OUT/ray. Shared storage on a multi-node cluster"
     )
+
+    @field_validator("storage_path")
+    @classmethod
+    def _readable_storage(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:
+            return value
+        from pyarrow.fs import FileSystem  # only for a URI: a local path needs nothing
+
+        try:
+            FileSystem.from_uri(value)
+        except Exception as err:  # an unknown scheme, a malformed URI, a filesystem pyarrow was built without
+            raise ValueError(f"{value!r} is not a storage URI pyarrow can open ({err})") from None
+        return value
 
 
 # Keys that moved: still read, with a warning that names the new key.

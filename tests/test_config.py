@@ -143,3 +143,10 @@ def test_a_config_extends_another_and_says_only_what_it_changes(tmp_path):
     (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="extends loop.yaml makes a cycle"):
         load_config(tmp_path / "loop.yaml")
+
+
+def test_a_storage_uri_pyarrow_cannot_open_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match="compute.storage_path.*nosuch://bucket/x"):
+        load_config(None, ["compute.storage_path=nosuch://bucket/x"])
+    assert load_config(None, ["compute.storage_path=file:///tmp/nofrog-remote"]).compute.storage_path == \
+        "file:///tmp/nofrog-remote"

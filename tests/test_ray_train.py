@@ -50,11 +50,17 @@ def test_two_workers_read_one_loss_and_set_identical_finch_lrs(ray_cluster, tiny
 
 
 def test_a_killed_worker_resumes_from_its_checkpoint_and_finishes(ray_cluster, tiny_config, tmp_path):
+    # The checkpoints live on "remote" storage: a URI to another directory, written and read through
+    # pyarrow's filesystem as an s3:// or gs:// one would be.
+    remote = tmp_path / "remote"
     config = two_workers(tiny_config, "train.schedule=finch", "train.finch.base_lr=1e-3", "train.finch.lr_max=2e-3",
-                         "train.max_steps=8", "train.checkpoint_every=2", "compute.max_failures=1")
+                         "train.max_steps=8", "train.checkpoint_every=2", "compute.max_failures=1",
+                         f"compute.storage_path=file://{remote}")
     marker = tmp_path / "killed"
     out = run_training(config, tmp_path / "train", hooks=[KillWorkerAt(rank=1, step=6, marker=marker)])
     assert marker.exists()  # the worker really died at step 6
+    assert list(remote.rglob("step-*")), "no checkpoint on the remote storage"
+    assert not (tmp_path / "train" / "ray").exists()  # nothing went to the local default
     history = read_history(out["history"])
     assert [h["step"] for h in history] == list(range(1, 9))  # every step once, up to the configured end
     meta = json.loads((tmp_path / "train" / "metadata.json").read_text())

@@ -69,7 +69,9 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
         with cluster(compute.ray_address, compute.num_workers * compute.cpus_per_worker,
                      f"{__name__}.quiet_placement_group_cleaner"):
             return train_with_ray(config, out_dir, hooks)
-    storage = Path(compute.storage_path or out_dir / "ray").resolve()
+    # A URI (file://, s3://, gs://) goes to Ray Train as it is: its pyarrow filesystems write and read there.
+    storage = compute.storage_path if compute.storage_path and "://" in compute.storage_path else \
+        str(Path(compute.storage_path or out_dir / "ray").resolve())
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config": config, "out_dir": str(Path(out_dir).resolve()), "hooks": list(hooks),
@@ -79,7 +81,7 @@ def train_with_ray(config, out_dir: Path, hooks=()) -> dict:
         # On a cluster of this machine alone, the workers meet on 127.0.0.1 (ray_cluster.py); else as Ray sets up.
         torch_config=(LoopbackTorchConfig if on_loopback_only() else TorchConfig)(
             backend="nccl" if compute.use_gpu else "gloo"),
-        run_config=RunConfig(name="train", storage_path=str(storage),
+        run_config=RunConfig(name="train", storage_path=storage,
                              failure_config=FailureConfig(max_failures=compute.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=config.train.checkpoints_to_keep)),
     )
