@@ -237,7 +237,9 @@ def plot(chains: dict, seeds: list[int], out: Path) -> Path:
 
 def markdown(summary: dict) -> str:
     lines = ["# Sequential retraining rounds: what each round keeps", "",
-             f"Produced by `{summary['command']}`. Items: **test**; seeds {summary['seeds']} (screens use "
+             f"Produced by `{summary['command']}`. Items: **test**; seeds {summary['seeds']}"
+             + (f" (of {summary['seeds_requested']} asked for: the rest did not finish)"
+                if summary["seeds"] != summary["seeds_requested"] else "") + f" (screens use "
              f"{list(SCREENING_SEEDS)}). Rounds: people A, dates, people B ({UNITS} units each, disjoint people), "
              "each starting from the previous round's model; mean [95% t-interval over seeds].", "",
              "| chain | after round | new task exact match | earlier rounds' exact match | forgetting vs base, clipped | world_knowledge drop | adopted (per seed) |",
@@ -274,18 +276,25 @@ def main(argv: list[str] | None = None) -> None:
     bench = Rounds(args)
     bench.prepare()
     chains = {name: {} for name in args.chains}
-    for seed in args.seeds:
+    for number, seed in enumerate(args.seeds, start=1):
         for name in args.chains:
             chains[name][seed] = bench.chain(name, seed)
-    summary = {"command": " ".join(["python bench/rounds.py", *(sys.argv[1:] if argv is None else argv)]), "items": "test", "seeds": args.seeds,
+        # After every seed: an interrupted benchmark still leaves the seeds it finished, named as such.
+        write_results(args, argv, chains, args.seeds[:number])
+
+
+def write_results(args, argv, chains: dict, seeds: list[int]) -> None:
+    chains = {name: {s: by_seed[s] for s in seeds} for name, by_seed in chains.items()}
+    summary = {"command": " ".join(["python bench/rounds.py", *(sys.argv[1:] if argv is None else argv)]),
+               "items": "test", "seeds": seeds, "seeds_requested": args.seeds,
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "scale": [*SCALE, *args.set],
                "chain_overrides": {k: list(v) for k, v in CHAINS.items()},
                "max_round_drop": load_config(fb.CONFIG).gate.max_round_drop,
-               "chains": summarise(chains, args.seeds),
+               "chains": summarise(chains, seeds),
                "runs": {name: {str(s): h for s, h in by_seed.items()} for name, by_seed in chains.items()}}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "rounds.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(chains, args.seeds, args.results / "rounds.png")
+    plot(chains, seeds, args.results / "rounds.png")
     (args.results / "rounds.md").write_text(markdown(summary))
     fb.log(f"done: {args.results / 'rounds.md'}")
 
