@@ -23,6 +23,11 @@ ENTRIES = {
     "default_confirm.json": "The main job (`nofrog run`, configs/default.yaml) at fresh seeds 4-6 on test items, "
                             "against plain SFT at the same steps: the confirmation the README cites",
     "default_confirm.md": "The same, as tables",
+    "frontier/people.json": "Plain SFT traced over 5 learning rates, and the default and ASFT against that curve "
+                            "(gain at matched forgetting, forgetting at matched gain, paired by seed); people task, "
+                            "fresh seeds 3-5, test items",
+    "frontier/people.md": "The same, as tables",
+    "frontier/people.png": "The same: SFT's curve with each seed's, each method with its interval",
     "general_suite.json": "The built-in general suite on the base: scores, wall time, interval width (selection items)",
     "general_suite.md": "The same, as tables",
     "harm_scale.json": "eval.harm_scale: accuracy lost per relative bits-per-byte rise along a base-to-SFT path "

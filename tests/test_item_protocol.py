@@ -33,9 +33,25 @@ def test_every_bench_script_that_evaluates_reads_selection_items():
     assert {p.name for p in scripts} >= {"forgetting.py", "screen_default.py", "general_suite.py", "default_run.py"}
     for script in scripts:
         text = script.read_text()
-        assert "CHOOSE_ON_SELECTION" in text, f"{script.name} evaluates without keeping to selection items"
+        # Either it keeps to selection items, or it chooses nothing and refuses the screening seeds (a claim).
+        claims_only = "& set(SCREENING_SEEDS)" in text and "claims need fresh seeds" in text
+        assert "CHOOSE_ON_SELECTION" in text or claims_only, f"{script.name} evaluates without keeping to selection items"
     # The confirmation reads test items only at seeds no screen used.
     assert "seed in SCREENING_SEEDS" in (BENCH / "default_run.py").read_text()
+
+
+@pytest.mark.parametrize("script", ["frontier.py", "rounds.py"])
+def test_the_claim_benchmarks_refuse_the_screening_seeds(script, tmp_path):
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{script[:-3]}", BENCH / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match="claims need fresh seeds"):
+        module.main(["--seeds", "2", "3", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")])
+    assert not (tmp_path / "work").exists()  # refused before any work
 
 
 def test_the_default_run_bench_confirms_only_at_fresh_seeds():
