@@ -129,34 +129,44 @@ def verdict(entry: dict) -> str:
 
 
 def plot(analysis: dict, rows: dict, seeds: list[int], out: Path, title: str) -> Path:
+    """SFT's curve (mean and 95% over seeds, each seed's thin) and each method with its intervals; the
+    right panel zooms in on the low-forgetting end, where the methods sit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 6))
     lrs = list(analysis["sft_curve"])
     f = [analysis["sft_curve"][lr]["forgetting_clipped"] for lr in lrs]
     g = [analysis["sft_curve"][lr]["task_gain"] for lr in lrs]
-    for s in seeds:  # each seed's curve, thin: the band SFT spans
-        pts = sorted(point(rows[fb.seeded_name(sft_arm(float(lr)).name, s)]) for lr in lrs)
-        ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], color="tab:red", alpha=0.25, linewidth=1)
-    ax.errorbar([100 * x["mean"] for x in f], [y["mean"] for y in g],
-                xerr=[[100 * (x["mean"] - x["ci"][0]) for x in f], [100 * (x["ci"][1] - x["mean"]) for x in f]],
-                yerr=[[y["mean"] - y["ci"][0] for y in g], [y["ci"][1] - y["mean"] for y in g]],
-                color="tab:red", marker="o", capsize=3, label="plain SFT over its LR (mean, 95% over seeds; thin: each seed)")
-    for lr, x, y in zip(lrs, f, g):
-        ax.annotate(f"LR {lr}", (100 * x["mean"], y["mean"]), fontsize=8, xytext=(4, -10), textcoords="offset points")
-    for name, entry in analysis["methods"].items():
-        x, y = entry["forgetting_clipped"], entry["task_gain"]
-        ax.errorbar([100 * x["mean"]], [y["mean"]], xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
-                    yerr=[[y["mean"] - y["ci"][0]], [y["ci"][1] - y["mean"]]], marker="s", capsize=3, label=name)
-    ax.set_xlabel("forgetting, clipped (% on the general suite's test items; lower is better)")
-    ax.set_ylabel("task gain (held-out exact match on test items; higher is better)")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    for ax in axes:
+        for s in seeds:
+            pts = sorted(point(rows[fb.seeded_name(sft_arm(float(lr)).name, s)]) for lr in lrs)
+            ax.plot([100 * p[0] for p in pts], [p[1] for p in pts], color="tab:red", alpha=0.25, linewidth=1)
+        ax.errorbar([100 * x["mean"] for x in f], [y["mean"] for y in g],
+                    xerr=[[100 * (x["mean"] - x["ci"][0]) for x in f], [100 * (x["ci"][1] - x["mean"]) for x in f]],
+                    yerr=[[y["mean"] - y["ci"][0] for y in g], [y["ci"][1] - y["mean"] for y in g]],
+                    color="tab:red", marker="o", capsize=3,
+                    label="plain SFT over its LR (mean, 95% over seeds; thin: each seed)")
+        for lr, x, y in zip(lrs, f, g):
+            ax.annotate(f"LR {lr}", (100 * x["mean"], y["mean"]), fontsize=8, xytext=(4, -10), textcoords="offset points")
+        for name, entry in analysis["methods"].items():
+            x, y = entry["forgetting_clipped"], entry["task_gain"]
+            ax.errorbar([100 * x["mean"]], [y["mean"]],
+                        xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
+                        yerr=[[y["mean"] - y["ci"][0]], [y["ci"][1] - y["mean"]]], marker="s", capsize=3, label=name)
+        ax.set_xlabel("forgetting, clipped (% on the general suite's test items; lower is better)")
+        ax.set_ylabel("task gain (held-out exact match on test items; higher is better)")
+    low = [100 * x["ci"][1] for x in f if x["mean"] < 0.15] + [100 * e["forgetting_clipped"]["ci"][1]
+                                                            for e in analysis["methods"].values()
+                                                            if e["forgetting_clipped"]["mean"] < 0.15]
+    axes[1].set_xlim(0, max(low, default=10) + 1)
+    axes[0].set_title(title)
+    axes[1].set_title("the low-forgetting end")
+    axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
 
