@@ -28,6 +28,11 @@ ENTRIES = {
                             "fresh seeds 3-5, test items",
     "frontier/people.md": "The same, as tables",
     "frontier/people.png": "The same: SFT's curve with each seed's, each method with its interval",
+    "rounds/rounds.json": "Three sequential retraining rounds (people A, dates, people B), each from the last model: "
+                          "the new task, every earlier round and general forgetting, for plain SFT, the default and "
+                          "the default through the round rule; fresh seeds 3-5, test items",
+    "rounds/rounds.md": "The same, as tables",
+    "rounds/rounds.png": "The same: each round's exact match over the later rounds",
     "general_suite.json": "The built-in general suite on the base: scores, wall time, interval width (selection items)",
     "general_suite.md": "The same, as tables",
     "harm_scale.json": "eval.harm_scale: accuracy lost per relative bits-per-byte rise along a base-to-SFT path "
