@@ -9,20 +9,13 @@ weight 0.1 in the authors' code) and the "sft+kl" baseline of the same code.
 
 from __future__ import annotations
 
-from ...losses import frozen_logprobs
-from . import LossTerm, register_term
+from . import register_term
+from .replay_kl import ReplayKl
 
 
 @register_term
-class TaskKl(LossTerm):
+class TaskKl(ReplayKl):
+    """The replay KL's target and sum, on the task rows."""
+
     name = "task_kl"
     rows = "task"
-    frozen = ("base",)
-    sets_target = True
-
-    def target(self, rows, frozen):
-        return frozen_logprobs(frozen["base"], rows.input_ids, rows.attention_mask, rows.labels,
-                               trunk=rows.trunk_for("base"))
-
-    def __call__(self, nll, kl):
-        return kl.sum()
